@@ -1,0 +1,128 @@
+"""The public face: torch.nn.functional-style convolution calls, plans and explanations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import dispatch
+from .backend import Device
+from .dispatch import Explanation, Plan
+from .spec import ConvSpec, is_array, is_device_array
+
+_CONV_OPS = {f"conv{n}d": ("conv", n) for n in (1, 2, 3)}
+_CONV_OPS.update({f"conv_transpose{n}d": ("conv_transpose", n) for n in (1, 2, 3)})
+
+
+def _spec(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any]) -> ConvSpec:
+    try:
+        op, nd = _CONV_OPS[name]
+    except KeyError:
+        from .errors import bad_value
+
+        raise bad_value("op", name, f"accepted {', '.join(_CONV_OPS)}") from None
+    if is_array(input) and is_array(weight):
+        return ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
+    # Shapes instead of arrays (explain/plan ahead of data): dtype comes from params.
+    dtype = params.pop("dtype", "float32")
+    return ConvSpec.from_shapes(
+        op, tuple(input), tuple(weight), bias=bias is not None and bias is not False, dtype=dtype, ndim=nd, **params
+    )
+
+
+def _pins(algorithm: Any, backend: Any, device: Any) -> dict[str, Any]:
+    return {"algorithm": None if algorithm == "auto" else algorithm, "backend": backend, "device": device}
+
+
+def _run(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any], pins: dict[str, Any]) -> Any:
+    spec = _spec(name, input, weight, bias, params)
+    placement = input if is_device_array(input) else None
+    return dispatch.plan(spec, placement=placement, **pins)(input, weight, bias)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """1D convolution of input (N, C_in, L) with weight (C_out, C_in/groups, k). See conv2d."""
+    return _run("conv1d", input, weight, bias,
+                dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode),
+                _pins(algorithm, backend, device))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """2D convolution, as ``torch.nn.functional.conv2d``.
+
+    input (N, C_in, H, W); weight (C_out, C_in/groups, kH, kW); bias (C_out,) or None.
+    ``padding`` is an int, one int per dim, one (before, after) pair per dim,
+    ``"valid"`` or ``"same"`` (any stride; the odd element goes at the end).
+    ``padding_mode`` is ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+    ``algorithm``/``backend``/``device`` pin the choice; by default the dispatcher picks.
+    Returns an array of the input's dtype: NumPy for NumPy input, a pyopencl
+    array on the same device for pyopencl input.
+    """
+    return _run("conv2d", input, weight, bias,
+                dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode),
+                _pins(algorithm, backend, device))
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """3D convolution of input (N, C_in, D, H, W) with weight (C_out, C_in/groups, kD, kH, kW). See conv2d."""
+    return _run("conv3d", input, weight, bias,
+                dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode),
+                _pins(algorithm, backend, device))
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """1D transposed convolution; weight (C_in, C_out/groups, k). See conv_transpose2d."""
+    return _run("conv_transpose1d", input, weight, bias,
+                dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation),
+                _pins(algorithm, backend, device))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """2D transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
+
+    input (N, C_in, H, W); weight (C_in, C_out/groups, kH, kW). ``padding`` is an
+    int, one int per dim, one (before, after) pair per dim (cropped from each end
+    of the full result) or ``"valid"``; ``output_padding`` adds elements at the
+    end, each < max(stride, dilation).
+    """
+    return _run("conv_transpose2d", input, weight, bias,
+                dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation),
+                _pins(algorithm, backend, device))
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algorithm="auto", backend=None, device=None):  # type: ignore[no-untyped-def]
+    """3D transposed convolution; weight (C_in, C_out/groups, kD, kH, kW). See conv_transpose2d."""
+    return _run("conv_transpose3d", input, weight, bias,
+                dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation),
+                _pins(algorithm, backend, device))
+
+
+def plan(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str = "auto",
+         backend: str | None = None, device: str | Device | None = None, **params: Any) -> Plan:
+    """Choose and prepare once; call the returned Plan with arrays many times.
+
+    ``op`` is a function name (``"conv2d"``, ``"conv_transpose1d"``...). input and
+    weight are arrays or shapes (then pass ``bias=True`` for a bias and
+    ``dtype=...``); ``params`` are the function's keyword parameters.
+    """
+    spec = _spec(op, input, weight, bias, dict(params))
+    placement = input if is_device_array(input) else None
+    return dispatch.plan(spec, placement=placement, **_pins(algorithm, backend, device))
+
+
+def explain(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str = "auto",
+            backend: str | None = None, device: str | Device | None = None, **params: Any) -> Explanation:
+    """The dispatcher's candidate table for a call, without running it.
+
+    Arguments as :func:`plan`. Returns an :class:`Explanation`: ``.candidates``
+    (every backend/device/algorithm with its support reason), ``.chosen``,
+    ``.rows()`` and ``.as_dict()`` for data, ``str()`` for a table.
+    """
+    spec = _spec(op, input, weight, bias, dict(params))
+    placement = input if is_device_array(input) else None
+    return dispatch.explain(spec, placement=placement, **_pins(algorithm, backend, device))

@@ -1,0 +1,214 @@
+"""What a backend is: the abstract classes every plugin implements.
+
+A :class:`Backend` lists its :class:`Device` s and its :class:`Algorithm` s.
+An algorithm says, without raising, whether it supports a (spec, device) and
+why not (:class:`Support`), how much workspace it needs, and prepares a
+reusable :class:`Kernel` for a spec on a device. The dispatcher does the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
+
+from .spec import ConvSpec
+
+#: Device kinds a backend may report.
+DEVICE_KINDS = ("cpu", "gpu", "npu", "accelerator")
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether an algorithm can run a spec on a device, and if not, why.
+
+    ``kind`` tells the dispatcher how to report a rejection: ``"unsupported"``
+    (the algorithm cannot express the spec), ``"capability"`` (the device lacks
+    something: fp64, fp16, local memory), ``"memory"`` (too large for the device)
+    or ``"placement"`` (the data lives elsewhere).
+    """
+
+    ok: bool
+    reason: str = ""
+    kind: str = "unsupported"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @classmethod
+    def yes(cls) -> "Support":
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str, kind: str = "unsupported") -> "Support":
+        return cls(False, reason, kind)
+
+
+def first_failure(*checks: tuple[bool, str] | tuple[bool, str, str]) -> Support:
+    """A ladder of one-line guards: the first ``(failed, reason[, kind])`` that fails wins.
+
+    Write ``supports`` as ``return first_failure((spec.ndim != 2, "2D only"), ...)``
+    so that the first failing line is the reason the user sees.
+    """
+    for check in checks:
+        if check[0]:
+            return Support.no(check[1], check[2] if len(check) > 2 else "unsupported")
+    return Support.yes()
+
+
+@dataclass(eq=False)
+class Device:
+    """One device of a backend, with the facts ``clconv devices`` shows.
+
+    Backends may subclass it to carry their own handles. ``id`` is stable for a
+    given machine configuration (``numpy:cpu``, ``opencl:0:1``).
+    """
+
+    id: str
+    backend: str
+    name: str
+    kind: str = "cpu"
+    vendor: str = ""
+    driver: str = ""
+    memory_bytes: int = 0
+    compute_units: int = 0
+    fp64: bool = True
+    fp16: bool = False
+    #: Backend-specific facts (platform, OpenCL C version, extensions, clock...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def facts(self) -> dict[str, Any]:
+        """Everything a report or ``clconv devices --json`` shows about this device."""
+        d = asdict(self)
+        d["fp64"] = bool(self.fp64)
+        d["fp16"] = bool(self.fp16)
+        return d
+
+    def owns(self, array: Any) -> bool:
+        """True when ``array`` is device memory this device can use without a host copy."""
+        return False
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever the device or its driver changes."""
+        return "|".join((self.backend, self.name, self.vendor, self.driver))
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and other.id == self.id
+
+    def __repr__(self) -> str:
+        return f"<Device {self.id} {self.name!r}>"
+
+
+class Kernel(ABC):
+    """A prepared convolution: a spec bound to a device and an algorithm, ready to run.
+
+    Calling it with ``(input, weight, bias)`` runs the convolution and returns the
+    result, in the form the backend documents (NumPy for host input).
+    """
+
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: "Algorithm"):
+        self.spec = spec
+        self.device = device
+        self.algorithm = algorithm
+
+    @abstractmethod
+    def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
+        """Run the convolution; never modify the arguments."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.algorithm.id} on {self.device.id}: {self.spec.describe()}>"
+
+
+class Algorithm(ABC):
+    """One way of computing a convolution on a backend's devices.
+
+    Subclasses set ``id`` (stable and never reused, so that tuning results
+    survive renames), ``family`` (``reference``, ``direct``, ``gemm``,
+    ``winograd``, ``fft``: the conformance suite picks tolerances by it) and
+    implement ``supports`` and ``prepare``.
+    """
+
+    id: ClassVar[str]
+    family: ClassVar[str] = "direct"
+    #: Same bits run after run for the same inputs.
+    deterministic: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        """Whether this algorithm can run ``spec`` on ``device``. Pure; never raises."""
+
+    def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
+        """Scratch memory the algorithm needs beyond input, weight and output."""
+        return 0
+
+    def memory_bytes(self, spec: ConvSpec, device: Device) -> int:
+        """Peak device memory of one call: arrays, plus workspace."""
+        return sum(spec.nbytes(w) for w in ("input", "weight", "bias", "output")) + self.workspace_bytes(
+            spec, device
+        )
+
+    @abstractmethod
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        """Build whatever the spec needs on the device and return a reusable Kernel."""
+
+    def __repr__(self) -> str:
+        return f"<Algorithm {self.id}>"
+
+
+class Backend(ABC):
+    """A family of devices and the algorithms that run on them.
+
+    ``name`` is unique across all plugins; ``version`` goes into reports and
+    tuning keys.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0"
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def devices(self) -> list[Device]:
+        """Every device this backend can run on (may be empty)."""
+
+    @abstractmethod
+    def algorithms(self) -> list[Algorithm]:
+        """Every algorithm of this backend, in order of preference when all else is equal."""
+
+    def device(self, device_id: str) -> Device:
+        for d in self.devices():
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} {self.version}>"
+
+
+def check_memory(spec: ConvSpec, device: Device, need: int) -> Support:
+    """Reject a call whose peak memory exceeds what the device has."""
+    if device.memory_bytes and need > device.memory_bytes:
+        return Support.no(
+            f"needs {format_bytes(need)} but {device.id} has {format_bytes(device.memory_bytes)}",
+            "memory",
+        )
+    return Support.yes()
+
+
+def format_bytes(n: int | float) -> str:
+    if n < 1024:
+        return f"{int(n)} B"
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    e = min(int(math.log(n, 1024)), len(units))
+    return f"{n / 1024**e:.1f} {units[e - 1]}"
+
+
+def algorithm_ids(algorithms: Iterable[Algorithm]) -> list[str]:
+    return [a.id for a in algorithms]
+
+
+BackendFactory = Callable[[], Backend]

@@ -1,0 +1,1 @@
+"""Built-in backends, each an ordinary clconv plugin (see ``clconv.plugins.DEFAULT_PLUGINS``)."""

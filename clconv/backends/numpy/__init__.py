@@ -1,0 +1,133 @@
+"""The NumPy backend: the float64 reference (the oracle) and a fast im2col path on BLAS.
+
+Registered as the built-in plugin ``numpy``. Its one device, ``numpy:cpu``, is
+the host. It accepts NumPy arrays; a pyopencl input is never sent here by the
+dispatcher unless it is pinned, and then it is rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import numpy as np
+
+from ...backend import Algorithm, Backend, Device, Kernel, Support
+from ...hookspecs import hookimpl
+from ...spec import ConvSpec, is_device_array
+from ..._version import __version__
+from . import ops
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+class HostKernel(Kernel):
+    """Runs a host function on NumPy arrays and returns a fresh array of the input's dtype."""
+
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: Algorithm, fn: Any):
+        super().__init__(spec, device, algorithm)
+        self._fn = fn
+
+    def __call__(self, input: Any, weight: Any, bias: Any = None) -> np.ndarray:
+        for name, arr in (("input", input), ("weight", weight), ("bias", bias)):
+            if arr is not None and is_device_array(arr):
+                from ...errors import UnsupportedError
+
+                raise UnsupportedError(
+                    f"{name} is a pyopencl array; the numpy backend takes NumPy arrays "
+                    "(call .get() first, or let the dispatcher pick an OpenCL device)"
+                )
+        out = self._fn(self.spec, input, weight, bias)
+        return np.ascontiguousarray(out, dtype=self.spec.dtype)
+
+
+class Reference(Algorithm):
+    """Exact: every product and sum in float64, rounded once to the output dtype."""
+
+    id = "reference"
+    family = "reference"
+    priority = 0
+    description = "float64 tap-by-tap contraction (the oracle)"
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        return Support.yes()
+
+    def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
+        padded = spec.batch * spec.in_channels
+        for s, a, b in zip(spec.in_size, spec.pad_before, spec.pad_after):
+            padded *= s + a + b
+        # float64 copies of input (padded), weight and output (or the uncropped transposed buffer)
+        return 8 * (padded + spec.nbytes("weight") // spec.itemsize + 2 * spec.nbytes("output") // spec.itemsize)
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        return HostKernel(spec, device, self, ops.reference)
+
+
+class Im2col(Algorithm):
+    """im2col + BLAS matmul in the input's precision (float16 computed in float32), chunked over the batch."""
+
+    id = "im2col"
+    family = "gemm"
+    priority = 10
+    description = "im2col (col2im for transposed) + batched BLAS matmul"
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        return Support.yes()
+
+    def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
+        return ops.im2col_workspace_bytes(spec)
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        return HostKernel(spec, device, self, ops.im2col)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    version = __version__
+    description = "NumPy on the host: float64 reference and im2col/BLAS"
+
+    def __init__(self) -> None:
+        self._devices = [
+            Device(
+                id="numpy:cpu",
+                backend=self.name,
+                name=_cpu_name(),
+                kind="cpu",
+                vendor=platform.machine(),
+                driver=f"numpy {np.__version__}",
+                memory_bytes=_total_memory(),
+                compute_units=os.cpu_count() or 1,
+                fp64=True,
+                fp16=True,
+                extra={"fp16_compute": "float32"},
+            )
+        ]
+        self._algorithms: list[Algorithm] = [Im2col(), Reference()]
+
+    def devices(self) -> list[Device]:
+        return list(self._devices)
+
+    def algorithms(self) -> list[Algorithm]:
+        return list(self._algorithms)
+
+
+@hookimpl
+def clconv_register_backends(register):  # type: ignore[no-untyped-def]
+    register(NumpyBackend())

@@ -1,0 +1,33 @@
+"""The ``clconv`` command line: a click group, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from .._version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="clconv")
+def cli() -> None:
+    """clconv: every kind of convolution on whatever accelerator this machine has."""
+
+
+def _add_commands() -> None:
+    from . import backends, devices
+
+    for mod in (devices, backends):
+        cli.add_command(mod.command)
+    try:
+        from ..plugins import get_host
+
+        get_host().pm.hook.clconv_register_commands(cli=cli)
+    except Exception as exc:  # a plugin's commands must never break the CLI
+        click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
+
+
+_add_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,56 @@
+"""``clconv backends``: every registered backend, where it came from, its devices and algorithms."""
+
+from __future__ import annotations
+
+import click
+
+from ..plugins import get_host
+from ._util import echo_json, print_table
+
+
+def backend_rows() -> dict:
+    host = get_host()
+    rows = []
+    for name, backend in host.backends().items():
+        plugin = host.origin(name)
+        info = host.infos.get(plugin)
+        rows.append(
+            {
+                "name": name,
+                "version": backend.version,
+                "description": backend.description,
+                "plugin": plugin,
+                "origin": info.origin if info else "",
+                "devices": [d.id for d in backend.devices()],
+                "algorithms": [
+                    {"id": a.id, "family": a.family, "deterministic": a.deterministic}
+                    for a in backend.algorithms()
+                ],
+            }
+        )
+    failures = [{"plugin": f.plugin, "error": f.error} for f in host.failures]
+    return {"backends": rows, "failed_plugins": failures}
+
+
+@click.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def command(as_json: bool) -> None:
+    """List registered backends: name, version, origin plugin, devices, algorithms."""
+    data = backend_rows()
+    if as_json:
+        echo_json(data)
+        return
+    print_table(
+        "clconv backends",
+        ["backend", "version", "plugin", "origin", "devices", "algorithms"],
+        [
+            (
+                r["name"], r["version"], r["plugin"], r["origin"],
+                "\n".join(r["devices"]) or "(none)",
+                ", ".join(a["id"] for a in r["algorithms"]),
+            )
+            for r in data["backends"]
+        ],
+    )
+    for f in data["failed_plugins"]:
+        click.echo(f"plugin {f['plugin']!r} failed to load and was skipped: {f['error']}", err=True)
