@@ -34,7 +34,11 @@ def _pins(algorithm: Any, backend: Any, device: Any) -> dict[str, Any]:
 
 
 def _run(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any], pins: dict[str, Any]) -> Any:
-    spec = _spec(name, input, weight, bias, params)
+    # The conv functions take arrays only (shapes are for plan/explain): validate
+    # through from_arrays so that a list, a scalar or a shape tuple is a TypeError
+    # naming the parameter, not a confusing shape error or an AttributeError.
+    op, nd = _CONV_OPS[name]
+    spec = ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
     placement = input if is_device_array(input) else None
     return dispatch.plan(spec, placement=placement, **pins)(input, weight, bias)
 

@@ -13,6 +13,8 @@ algorithm's ``priority``, then registration order.
 from __future__ import annotations
 
 import threading
+
+import numpy as np
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -140,12 +142,24 @@ class Plan:
                 raise ConvTypeError(f"{name} has dtype {arr.dtype} but this plan was made for {s.dtype}")
 
     def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
+        input, weight, bias = _native(input), _native(weight), _native(bias)
         self.check_arrays(input, weight, bias)
         return self.kernel(input, weight, bias)
 
     def __repr__(self) -> str:
         c = self.candidate
         return f"<Plan {self.spec.describe()} on {c.name}>"
+
+
+def _native(arr: Any) -> Any:
+    """A NumPy array in native byte order (a copy only when it is byte-swapped).
+
+    Specs name dtypes by name (``float64``), so a big-endian ``>f8`` array is valid
+    input; kernels expect native order.
+    """
+    if isinstance(arr, np.ndarray) and not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
 
 
 # --------------------------------------------------------------------- choice
@@ -168,11 +182,11 @@ def _select(
     algorithm: str | None,
 ) -> tuple[list[tuple[str, Backend]], str | None, str | None]:
     if backend is not None and not isinstance(backend, str):
-        raise ConvTypeError(f"backend has type {type(backend).__name__}: give a backend name (str) or None")
+        raise ConvTypeError(f"backend={backend!r} has type {type(backend).__name__}: give a backend name (str) or None")
     if algorithm is not None and not isinstance(algorithm, str):
-        raise ConvTypeError(f"algorithm has type {type(algorithm).__name__}: give an algorithm id (str) or 'auto'")
+        raise ConvTypeError(f"algorithm={algorithm!r} has type {type(algorithm).__name__}: give an algorithm id (str) or 'auto'")
     if device is not None and not isinstance(device, (str, Device)):
-        raise ConvTypeError(f"device has type {type(device).__name__}: give a device id (str), a Device or None")
+        raise ConvTypeError(f"device={device!r} has type {type(device).__name__}: give a device id (str), a Device or None")
     if algorithm == "auto":
         algorithm = None
     device_id = device.id if isinstance(device, Device) else device
@@ -270,7 +284,10 @@ def explain(
 def _no_candidate_error(spec: ConvSpec, expl: Explanation, pinned: bool) -> Exception:
     reasons = [f"  {c.name}: {c.support.reason}" for c in expl.candidates]
     body = "\n".join(reasons) if reasons else "  (no candidates: no backend with devices is registered)"
-    if expl.candidates and all(c.support.kind == "memory" for c in expl.candidates):
+    # Too large everywhere (device memory, or sizes a backend cannot index): a MemoryError.
+    if expl.candidates and all(c.support.kind in ("memory", "size") for c in expl.candidates) and any(
+        c.support.kind == "memory" for c in expl.candidates
+    ):
         return DeviceMemoryError(f"{spec.describe()} does not fit on any device:\n{body}")
     what = "the pinned backend/device/algorithm" if pinned else "no registered backend"
     return UnsupportedError(f"{what} cannot run {spec.describe()}:\n{body}")

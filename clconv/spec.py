@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConvTypeError, ConvValueError, bad_type, bad_value
+from .errors import ConvTypeError, ConvValueError, bad_value
 
 #: dtypes every backend must accept (a backend may reject one with a reason).
 DTYPES = ("float16", "float32", "float64")
@@ -29,6 +29,18 @@ OPS = ("conv", "conv_transpose")
 # Hard ceiling on any one array, so that shape arithmetic cannot overflow
 # int64 indexing on any backend. Real limits (device memory) come later.
 MAX_ELEMENTS = 2**62
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bad_type(param: str, value: Any, accepted: str) -> ConvTypeError:
+    """Like errors.bad_type, but naming the value too (shortened), as the error voice asks."""
+    return ConvTypeError(
+        f"{param}={_short_repr(value)} has type {type(value).__name__}: {accepted}"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -48,7 +60,7 @@ def _int_tuple(param: str, value: Any, ndim: int, minimum: int) -> tuple[int, ..
             )
         values = tuple(int(v) for v in value)
     else:
-        raise bad_type(param, value, f"give one int or {ndim} ints (one per spatial dim)")
+        raise _bad_type(param, value, f"give one int or {ndim} ints (one per spatial dim)")
     if any(v < minimum for v in values):
         raise bad_value(param, value, f"each value must be >= {minimum}")
     return values
@@ -87,7 +99,7 @@ def _padding_pairs(value: Any, ndim: int) -> tuple[tuple[int, int], ...] | str:
                 raise bad_value("padding", value, accepted)
             pairs.append(pair)
         return tuple(pairs)
-    raise bad_type("padding", value, accepted)
+    raise _bad_type("padding", value, accepted)
 
 
 def _dtype_name(param: str, dtype: Any) -> str:
@@ -264,7 +276,7 @@ class ConvSpec:
             wl = "(C_out, C_in/groups, *kernel)" if op == "conv" else "(C_in, C_out/groups, *kernel)"
             raise bad_value("weight", f"shape {weight_shape}", f"{fname} needs a {nd + 2}-D weight {wl}")
         if not _is_int(groups):
-            raise bad_type("groups", groups, "give an int >= 1")
+            raise _bad_type("groups", groups, "give an int >= 1")
         groups = int(groups)
         if groups < 1:
             raise bad_value("groups", groups, "must be an int >= 1")
@@ -277,6 +289,9 @@ class ConvSpec:
         n, c_in = int(input_shape[0]), int(input_shape[1])
         in_size = tuple(int(s) for s in input_shape[2:])
         kernel = tuple(int(k) for k in weight_shape[2:])
+        if c_in % groups:
+            # before the weight-shape check, which would otherwise report it as a weight error
+            raise bad_value("groups", groups, f"must divide C_in={c_in}")
         if op == "conv":
             c_out = int(weight_shape[0])
             if weight_shape[1] * groups != c_in:
@@ -346,7 +361,7 @@ class ConvSpec:
             if arr is None and name == "bias":
                 continue
             if not is_array(arr):
-                raise bad_type(
+                raise _bad_type(
                     name, arr, f"{fname} takes a numpy.ndarray or a pyopencl.array.Array"
                 )
         in_dtype = _dtype_name("input", input.dtype)
