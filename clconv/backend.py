@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterable
 
 from .spec import ConvSpec
@@ -25,8 +25,9 @@ class Support:
 
     ``kind`` tells the dispatcher how to report a rejection: ``"unsupported"``
     (the algorithm cannot express the spec), ``"capability"`` (the device lacks
-    something: fp64, fp16, local memory), ``"memory"`` (too large for the device)
-    or ``"placement"`` (the data lives elsewhere).
+    something: fp64, fp16, local memory), ``"memory"`` (too large for the device),
+    ``"size"`` (larger than the algorithm can index) or ``"placement"`` (the data
+    lives elsewhere).
     """
 
     ok: bool
@@ -80,10 +81,15 @@ class Device:
 
     def facts(self) -> dict[str, Any]:
         """Everything a report or ``clconv devices --json`` shows about this device."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(Device)}
+        d["extra"] = dict(self.extra)
         d["fp64"] = bool(self.fp64)
         d["fp16"] = bool(self.fp16)
         return d
+
+    def problem(self) -> str:
+        """Why this device cannot run anything (''  when it can). May do a quick probe once."""
+        return ""
 
     def owns(self, array: Any) -> bool:
         """True when ``array`` is device memory this device can use without a host copy."""

@@ -28,6 +28,7 @@ from .errors import PluginError
 #: Modules of the built-in plugins, loaded like any other plugin.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "clconv.backends.numpy",
+    "clconv.backends.opencl",
 )
 
 ENTRY_POINT_GROUP = "clconv"

@@ -1,0 +1,1 @@
+"""OpenCL algorithms, one module each, each beside its kernel file in kernels_cl/."""

@@ -1,0 +1,58 @@
+"""direct: the general kernel (kernels_cl/direct.cl). Every spec the API accepts.
+
+1D/2D/3D, stride, asymmetric padding, dilation, groups, every padding mode,
+bias, and transposed convolution in gather form. One work-item per output
+element; shapes are kernel arguments, so one build per (dtype, padding mode,
+transposed, bias) serves every shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ....backend import Device, Kernel, Support
+from ....spec import ConvSpec
+from .. import runtime
+from ..base import DEFAULT_LOCAL, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
+
+_MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+
+class DirectKernel(OpenCLKernel):
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        s = self.spec
+        prog = self.program(
+            queue.context,
+            "direct.cl",
+            {
+                "PADDING_MODE": _MODE[s.padding_mode],
+                "TRANSPOSED": int(s.transposed),
+                "HAS_BIAS": int(b is not None),
+            },
+        )
+        total = int(np.prod(s.output_shape))
+        i32 = np.int32
+        args = [*self.buf(x), *self.buf(w)]
+        args += [*self.buf(b)] if b is not None else [None, i32(0)]
+        args += [*self.buf(y), i32(total), i32(s.in_channels), i32(s.out_channels), i32(s.groups)]
+        for t, fill in (
+            (s.in_size, 1), (s.out_size, 1), (s.kernel, 1),
+            (s.stride, 1), (s.dilation, 1), (s.pad_before, 0),
+        ):
+            args += [i32(v) for v in spatial3(t, fill)]
+        runtime.launch(queue, prog, "conv_direct", (round_up(total, DEFAULT_LOCAL),), (DEFAULT_LOCAL,), *args)
+
+
+class Direct(OpenCLAlgorithm):
+    id = "direct"
+    family = "direct"
+    priority = 20
+    description = "general kernel: one work-item per output, gather form for transposed"
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        return self.common_support(spec, device)
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        return DirectKernel(spec, device, self)

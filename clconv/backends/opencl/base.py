@@ -1,0 +1,121 @@
+"""Shared machinery of the OpenCL algorithms: support checks, data movement, launches.
+
+An algorithm module subclasses :class:`OpenCLAlgorithm` (its ``supports``
+starts from :meth:`OpenCLAlgorithm.common_support`) and returns an
+:class:`OpenCLKernel` subclass whose :meth:`OpenCLKernel.run` enqueues the
+work on device arrays. This class does the rest: NumPy in gives NumPy out;
+pyopencl arrays in give a pyopencl array out on the same queue, with no host
+round trip; N = 0 launches nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ...backend import Algorithm, Device, Kernel, Support, first_failure
+from ...errors import ConvValueError, UnsupportedError
+from ...spec import ConvSpec, is_device_array
+from . import runtime
+from .runtime import OpenCLDevice, cl, cl_array
+
+INT32_MAX = 2**31 - 1
+
+#: Local work size of 1-D launches when an algorithm does not choose its own.
+DEFAULT_LOCAL = 64
+
+
+def spatial3(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
+    """Pad a per-dim tuple to (D, H, W), the leading missing dims filled with ``fill``."""
+    return tuple([fill] * (3 - len(values)) + list(values))  # type: ignore[return-value]
+
+
+def round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+class OpenCLAlgorithm(Algorithm):
+    """Base of the OpenCL algorithms."""
+
+    def common_support(self, spec: ConvSpec, device: Device) -> Support:
+        """Checks every OpenCL algorithm shares: device type, capabilities, 32-bit indexing."""
+        biggest = max(math.prod(spec.input_shape), math.prod(spec.output_shape), math.prod(spec.weight_shape))
+        if not isinstance(device, OpenCLDevice):
+            return Support.no("not an OpenCL device")
+        broken = device.probe()
+        return first_failure(
+            (bool(broken), f"device {broken}", "capability"),
+            (spec.dtype == "float64" and not device.fp64,
+             f"device lacks cl_khr_fp64, needed for float64", "capability"),
+            (biggest > INT32_MAX, f"an array has {biggest} elements; kernels index with 32-bit ints", "size"),
+            (max(spec.nbytes("input"), spec.nbytes("output"), spec.nbytes("weight"))
+             > getattr(device, "max_alloc_bytes", 0) > 0,
+             "an array exceeds the device's max allocation size", "memory"),
+        )
+
+
+def _device_array(name: str, arr: Any, ctx: Any, queue: Any, dtype: str) -> Any:
+    """``arr`` as a C-contiguous pyopencl array in ``ctx`` (uploading NumPy data)."""
+    if is_device_array(arr):
+        if arr.context.int_ptr != ctx.int_ptr:
+            raise UnsupportedError(f"{name} is a pyopencl array in another context than the input")
+        if not arr.flags.c_contiguous:
+            raise ConvValueError(f"{name} is a non-contiguous pyopencl array: pass a C-contiguous array")
+        return arr
+    host = runtime.host_array(arr, dtype)
+    return cl_array.to_device(queue, host)
+
+
+class OpenCLKernel(Kernel):
+    """Moves data to the device, calls :meth:`run`, and returns the result in the caller's form."""
+
+    device: OpenCLDevice
+
+    def context_for(self, queue: Any) -> Any:
+        return queue.context
+
+    def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
+        spec = self.spec
+        on_device = is_device_array(input)
+        if on_device:
+            queue = input.queue
+            if queue is None:
+                raise ConvValueError("input is a pyopencl array without a queue: create it with a queue")
+        else:
+            queue = self.device.queue
+        ctx = queue.context
+        if spec.batch == 0:
+            if on_device:
+                return cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
+            return np.empty(spec.output_shape, dtype=spec.dtype)
+        x = _device_array("input", input, ctx, queue, spec.dtype)
+        w = _device_array("weight", weight, ctx, queue, spec.dtype)
+        b = _device_array("bias", bias, ctx, queue, spec.dtype) if bias is not None else None
+        y = cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
+        try:
+            self.run(queue, x, w, b, y)
+        except cl.Error as exc:
+            raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
+        if on_device:
+            return y
+        return y.get(queue)
+
+    @abstractmethod
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        """Enqueue the convolution: x, w, b (or None), y are C-contiguous pyopencl arrays."""
+
+    # helpers for subclasses
+    @staticmethod
+    def buf(arr: Any) -> tuple[Any, np.int32]:
+        """(buffer, element offset) of a pyopencl array, as kernel arguments."""
+        return arr.base_data, np.int32(arr.offset // arr.dtype.itemsize)
+
+    def program(self, ctx: Any, filename: str, defines: dict[str, Any]) -> Any:
+        d = dict(runtime.dtype_defines(self.spec.dtype))
+        d.update(defines)
+        return runtime.build_program(
+            self.device, filename, d, context=ctx, fp64=self.spec.dtype == "float64"
+        )

@@ -1,0 +1,476 @@
+"""The OpenCL runtime: platforms and devices, contexts and queues, program builds and their caches.
+
+- Every platform and every device is enumerated (not only the first platform);
+  device ids are ``opencl:<platform index>:<device index>``.
+- One context and one in-order queue per device, created on first use.
+- Programs are cached in memory per context, and as binaries on disk under a
+  key that covers the source with its included headers, the build options
+  (tuning macros included), the platform/device/driver strings and the
+  clconv version.
+- Build failures raise :class:`~clconv.errors.BuildError` carrying the build
+  log, the kernel file and the options; OpenCL status codes appear by name.
+
+Includes are resolved here, textually, rather than with ``-I``: the source
+the device compiles is then exactly the source that was hashed, and install
+paths (with spaces, or different per machine) never reach a driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...backend import Device
+from ...errors import BackendError, BuildError, UnsupportedError
+from ..._version import __version__
+
+try:  # pyopencl is a dependency, but a broken ICD setup must not break `import clconv`
+    import pyopencl as cl
+    import pyopencl.array as cl_array
+
+    _IMPORT_ERROR: str | None = None
+except Exception as exc:  # pragma: no cover - exercised only on broken installs
+    cl = None  # type: ignore[assignment]
+    cl_array = None  # type: ignore[assignment]
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+_INCLUDE_RE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.M)
+
+
+# ------------------------------------------------------------------ errors
+def status_name(code: int) -> str:
+    """The name of an OpenCL status code (``-5`` -> ``CL_OUT_OF_RESOURCES``)."""
+    if cl is not None:
+        try:
+            return "CL_" + cl.status_code.to_string(code)
+        except Exception:
+            pass
+    return f"CL_ERROR({code})"
+
+
+def device_error(what: str, exc: BaseException) -> BackendError:
+    """Wrap a pyopencl error into a BackendError whose message names the status code."""
+    code = getattr(exc, "code", None)
+    if code is None and exc.args and hasattr(exc.args[0], "code"):
+        code = exc.args[0].code()
+    name = status_name(code) if isinstance(code, int) else type(exc).__name__
+    return BackendError(f"{what} failed with {name}: {exc}")
+
+
+# ------------------------------------------------------------------ kernels
+def kernels_dir() -> Path:
+    """The folder of the OpenCL sources: package data when installed, kernels_cl/ in a checkout."""
+    try:
+        path = Path(str(resources.files("clconv.kernels_cl")))
+        if (path / "common.h").exists():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    path = Path(__file__).resolve().parents[3] / "kernels_cl"
+    if (path / "common.h").exists():
+        return path
+    raise BackendError("the OpenCL kernel sources (clconv.kernels_cl) are missing from this install")
+
+
+@lru_cache(maxsize=None)
+def load_source(name: str) -> str:
+    """A kernel file with its ``#include "..."`` headers inlined (each header once)."""
+    root = kernels_dir()
+    seen: set[str] = set()
+
+    def expand(fname: str) -> str:
+        path = root / fname
+        if not path.exists():
+            raise BuildError(f"kernel source {fname} not found in {root}", source=fname)
+        text = path.read_text()
+
+        def sub(m: re.Match[str]) -> str:
+            inc = m.group(1)
+            if inc in seen:
+                return f"/* {inc} already included */"
+            seen.add(inc)
+            return f"/* begin {inc} */\n{expand(inc)}\n/* end {inc} */"
+
+        return _INCLUDE_RE.sub(sub, text)
+
+    return expand(name)
+
+
+# ------------------------------------------------------------------ devices
+@dataclass(eq=False)
+class OpenCLDevice(Device):
+    """A clconv Device backed by a ``pyopencl.Device``; context and queue made on first use."""
+
+    platform_index: int = 0
+    device_index: int = 0
+    cl_device: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _context: Any = field(default=None, repr=False)
+    _queue: Any = field(default=None, repr=False)
+    _probe: str | None = field(default=None, repr=False)
+
+    @property
+    def context(self) -> Any:
+        with self._lock:
+            if self._context is None:
+                try:
+                    self._context = cl.Context([self.cl_device])
+                except cl.Error as exc:
+                    raise device_error(f"creating a context on {self.id}", exc) from exc
+            return self._context
+
+    @property
+    def queue(self) -> Any:
+        ctx = self.context
+        with self._lock:
+            if self._queue is None:
+                self._queue = cl.CommandQueue(ctx, self.cl_device)
+            return self._queue
+
+    def owns(self, array: Any) -> bool:
+        queue = getattr(array, "queue", None)
+        if queue is None:
+            return False
+        try:
+            return queue.device.int_ptr == self.cl_device.int_ptr
+        except Exception:
+            return False
+
+    def fingerprint(self) -> str:
+        x = self.extra
+        return "|".join(
+            str(v)
+            for v in (
+                "opencl", x.get("platform"), x.get("platform_version"), self.name, self.vendor,
+                self.driver, x.get("opencl_version"),
+            )
+        )
+
+    def probe(self) -> str:
+        """Build and run a tiny kernel once per process; '' when the device works, else why not.
+
+        Some drivers enumerate devices they cannot compile for (PoCL 3.0 from pip
+        on CPUs newer than its LLVM 14: "unknown target CPU 'generic'"). The
+        dispatcher rejects such a device with this reason instead of failing later.
+        """
+        with self._lock:
+            if self._probe is not None:
+                return self._probe
+        reason = ""
+        try:
+            ctx = self.context
+            queue = cl.CommandQueue(ctx, self.cl_device)
+            prog = cl.Program(ctx, "__kernel void clconv_probe(__global int* a) { a[get_global_id(0)] += 41; }")
+            prog.build(cache_dir=False)
+            host = np.ones(4, dtype=np.int32)
+            buf = cl_array.to_device(queue, host)
+            prog.clconv_probe(queue, (4,), None, buf.data)
+            if not np.array_equal(buf.get(queue), host + 41):
+                reason = "a probe kernel returned wrong results"
+        except Exception as exc:
+            log = str(exc).strip().splitlines()
+            detail = next((l.strip() for l in log if l.strip().startswith("error")), log[-1] if log else "")
+            reason = f"cannot build or run kernels ({type(exc).__name__}: {detail})"
+        with self._lock:
+            self._probe = reason
+        return reason
+
+    def problem(self) -> str:
+        return self.probe()
+
+    @property
+    def local_mem_bytes(self) -> int:
+        return int(self.extra.get("local_mem_bytes", 0))
+
+    @property
+    def max_work_group_size(self) -> int:
+        return int(self.extra.get("max_work_group_size", 1))
+
+    @property
+    def max_alloc_bytes(self) -> int:
+        return int(self.extra.get("max_alloc_bytes", 0))
+
+
+_KIND = {"GPU": "gpu", "CPU": "cpu", "ACCELERATOR": "accelerator", "CUSTOM": "accelerator"}
+
+
+def _kind(dev: Any) -> str:
+    t = dev.type
+    for flag, name in (
+        (cl.device_type.GPU, "gpu"),
+        (cl.device_type.ACCELERATOR, "accelerator"),
+        (cl.device_type.CPU, "cpu"),
+    ):
+        if t & flag:
+            return name
+    return "accelerator"
+
+
+def _safe(fn: Any, default: Any = None) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def enumerate_devices() -> tuple[list[OpenCLDevice], list[str]]:
+    """Every device of every platform, and a list of problems met while enumerating."""
+    if cl is None:
+        return [], [f"pyopencl could not be imported: {_IMPORT_ERROR}"]
+    problems: list[str] = []
+    try:
+        platforms = cl.get_platforms()
+    except Exception as exc:  # no ICD loader or no platform: simply no devices
+        return [], [f"no OpenCL platform: {exc}"]
+    out: list[OpenCLDevice] = []
+    for p_idx, plat in enumerate(platforms):
+        try:
+            devs = plat.get_devices()
+        except Exception as exc:
+            problems.append(f"platform {p_idx} ({_safe(lambda: plat.name, '?')}): {exc}")
+            continue
+        for d_idx, dev in enumerate(devs):
+            ext = set(_safe(lambda: dev.extensions, "").split())
+            fp64 = "cl_khr_fp64" in ext or bool(_safe(lambda: dev.double_fp_config, 0))
+            fp16 = "cl_khr_fp16" in ext
+            extra = {
+                "platform": _safe(lambda: plat.name, ""),
+                "platform_version": _safe(lambda: plat.version, ""),
+                "platform_vendor": _safe(lambda: plat.vendor, ""),
+                "opencl_version": _safe(lambda: dev.version, ""),
+                "opencl_c_version": _safe(lambda: dev.opencl_c_version, ""),
+                "extensions": sorted(ext),
+                "max_clock_mhz": _safe(lambda: dev.max_clock_frequency, 0),
+                "max_work_group_size": _safe(lambda: dev.max_work_group_size, 1),
+                "max_work_item_sizes": list(_safe(lambda: dev.max_work_item_sizes, [1, 1, 1])),
+                "local_mem_bytes": _safe(lambda: dev.local_mem_size, 0),
+                "local_mem_type": "local" if _safe(lambda: dev.local_mem_type, 1) == 1 else "global",
+                "max_alloc_bytes": _safe(lambda: dev.max_mem_alloc_size, 0),
+                "global_mem_cache_bytes": _safe(lambda: dev.global_mem_cache_size, 0),
+                "preferred_vector_width_float": _safe(lambda: dev.preferred_vector_width_float, 1),
+                "native_vector_width_float": _safe(lambda: dev.native_vector_width_float, 1),
+                "address_bits": _safe(lambda: dev.address_bits, 64),
+            }
+            out.append(
+                OpenCLDevice(
+                    id=f"opencl:{p_idx}:{d_idx}",
+                    backend="opencl",
+                    name=str(_safe(lambda: dev.name, "?")).strip(),
+                    kind=_kind(dev),
+                    vendor=str(_safe(lambda: dev.vendor, "")).strip(),
+                    driver=str(_safe(lambda: dev.driver_version, "")).strip(),
+                    memory_bytes=int(_safe(lambda: dev.global_mem_size, 0)),
+                    compute_units=int(_safe(lambda: dev.max_compute_units, 1)),
+                    fp64=fp64,
+                    fp16=fp16,
+                    extra=extra,
+                    platform_index=p_idx,
+                    device_index=d_idx,
+                    cl_device=dev,
+                )
+            )
+    return out, problems
+
+
+# ------------------------------------------------------------------ builds
+def cache_root() -> Path:
+    """The clconv cache folder (``CLCONV_CACHE_DIR`` overrides the platform default)."""
+    env = os.environ.get("CLCONV_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clconv"))
+
+
+def _disk_cache_enabled() -> bool:
+    value = os.environ.get("CLCONV_KERNEL_CACHE", "1")
+    if value not in ("0", "1"):
+        raise UnsupportedError(f"CLCONV_KERNEL_CACHE={value!r} is not accepted: give 0 or 1")
+    return value == "1"
+
+
+def build_key(source: str, options: Sequence[str], device: OpenCLDevice) -> str:
+    """What the disk cache is keyed by: everything that changes the binary."""
+    h = hashlib.sha256()
+    for part in (
+        source,
+        "\0".join(options),
+        device.extra.get("platform", ""),
+        device.extra.get("platform_version", ""),
+        device.name,
+        device.vendor,
+        device.driver,
+        device.extra.get("opencl_version", ""),
+        __version__,
+    ):
+        h.update(str(part).encode())
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+_programs: dict[tuple[int, str], Any] = {}
+_programs_lock = threading.Lock()
+
+
+def check_capabilities(device: OpenCLDevice, *, fp64: bool = False, local_mem: int = 0, fp16: bool = False) -> None:
+    """Raise UnsupportedError naming the missing capability, before any build."""
+    if fp64 and not device.fp64:
+        raise UnsupportedError(f"device {device.id} ({device.name}) lacks cl_khr_fp64, needed for float64")
+    if fp16 and not device.fp16:
+        raise UnsupportedError(f"device {device.id} ({device.name}) lacks cl_khr_fp16, needed for half arithmetic")
+    if local_mem and local_mem > device.local_mem_bytes:
+        raise UnsupportedError(
+            f"device {device.id} ({device.name}) has {device.local_mem_bytes} bytes of local memory; "
+            f"this kernel needs {local_mem}"
+        )
+
+
+def build_program(
+    device: OpenCLDevice,
+    filename: str,
+    defines: dict[str, Any] | None = None,
+    *,
+    context: Any = None,
+    extra_options: Sequence[str] = (),
+    fp64: bool = False,
+) -> Any:
+    """Build (or fetch from cache) the program of ``kernels_cl/<filename>`` with ``-D`` defines.
+
+    ``context`` defaults to the device's own; pass the context of user arrays
+    to run on their data. Cached in memory per context, and on disk as a binary.
+    """
+    check_capabilities(device, fp64=fp64)
+    ctx = context if context is not None else device.context
+    options = [f"-D{k}={v}" for k, v in sorted((defines or {}).items())] + list(extra_options)
+    options += os.environ.get("CLCONV_BUILD_OPTIONS", "").split()
+    source = load_source(filename)
+    if fp64:
+        source = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" + source
+    key = build_key(source, options, device)
+    mem_key = (ctx.int_ptr, key)
+    with _programs_lock:
+        prog = _programs.get(mem_key)
+    if prog is not None:
+        return prog
+    prog = _load_binary(ctx, device, key, options)
+    if prog is None:
+        prog = _build_source(ctx, device, source, options, filename)
+        _store_binary(prog, device, key)
+    with _programs_lock:
+        _programs[mem_key] = prog
+    return prog
+
+
+def _binary_path(key: str) -> Path:
+    return cache_root() / "kernels" / key[:2] / f"{key}.bin"
+
+
+def _load_binary(ctx: Any, device: OpenCLDevice, key: str, options: list[str]) -> Any:
+    if not _disk_cache_enabled():
+        return None
+    path = _binary_path(key)
+    try:
+        binary = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        prog = cl.Program(ctx, [device.cl_device], [binary])
+        prog.build(options=options)
+        return prog
+    except Exception:
+        try:  # a stale or corrupt binary: rebuild from source
+            path.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def _store_binary(prog: Any, device: OpenCLDevice, key: str) -> None:
+    if not _disk_cache_enabled():
+        return
+    try:
+        binaries = prog.get_info(cl.program_info.BINARIES)
+        if not binaries or not binaries[0]:
+            return
+        path = _binary_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(bytes(binaries[0]))
+        os.replace(tmp, path)  # atomic: concurrent processes never see a partial file
+    except Exception:
+        pass  # the cache is an optimization; never fail a call because of it
+
+
+def _build_source(ctx: Any, device: OpenCLDevice, source: str, options: list[str], filename: str) -> Any:
+    try:
+        prog = cl.Program(ctx, source)
+        prog.build(options=options, devices=[device.cl_device], cache_dir=False)
+        return prog
+    except cl.Error as exc:
+        log = ""
+        try:
+            log = prog.get_build_info(device.cl_device, cl.program_build_info.LOG)  # type: ignore[possibly-undefined]
+        except Exception:
+            pass
+        if not log:
+            log = str(exc)
+        code = getattr(exc, "code", None)
+        name = status_name(code) if isinstance(code, int) else "CL_BUILD_PROGRAM_FAILURE"
+        raise BuildError(
+            f"building {filename} for {device.id} ({device.name}) failed with {name}",
+            log=log,
+            source=filename,
+            options=tuple(options),
+        ) from exc
+
+
+def clear_memory_cache() -> None:
+    with _programs_lock:
+        _programs.clear()
+        _kernels.clear()
+
+
+_kernels: dict[tuple[int, str], tuple[Any, threading.Lock]] = {}
+
+
+def launch(queue: Any, program: Any, name: str, global_size: Sequence[int], local_size: Sequence[int] | None, *args: Any) -> Any:
+    """Set arguments and enqueue kernel ``name`` of ``program``.
+
+    Kernel objects are made once per program and reused (making one per call is
+    costly); a kernel's arguments are shared state, so setting them and
+    enqueueing happen under a per-kernel lock.
+    """
+    key = (program.int_ptr, name)
+    with _programs_lock:
+        entry = _kernels.get(key)
+        if entry is None:
+            entry = (cl.Kernel(program, name), threading.Lock())
+            _kernels[key] = entry
+    knl, lock = entry
+    with lock:
+        knl.set_args(*args)
+        return cl.enqueue_nd_range_kernel(queue, knl, tuple(global_size), None if local_size is None else tuple(local_size))
+
+
+# ------------------------------------------------------------------ data
+CL_TYPE = {"float16": "half", "float32": "float", "float64": "double"}
+
+
+def dtype_defines(dtype: str) -> dict[str, Any]:
+    """Macros that select storage and accumulation types (see kernels_cl/common.h)."""
+    return {"CLCONV_DTYPE": {"float16": 16, "float32": 32, "float64": 64}[dtype]}
+
+
+def host_array(x: Any, dtype: str) -> np.ndarray:
+    """A C-contiguous NumPy copy-or-view of ``x`` in ``dtype`` (never the caller's buffer to write)."""
+    return np.ascontiguousarray(x, dtype=np.dtype(dtype))

@@ -1,0 +1,69 @@
+/* gemm.h: the register-blocked, vectorized GEMM tile of the im2col algorithm (im2col.cl).
+ *
+ * gemm_tile() computes one TM x TN tile (TN = VW * NV) of C = A (M x K) @ B (K x N)
+ * into TM * NV vector accumulators:
+ *   A(m, k) = a[m * lda + k]     (A_TRANS == 0: a row-major weight)
+ *           = a[k * lda + m]     (A_TRANS == 1: a transposed weight, for conv_transpose)
+ *   B(k, n) = b[k * ldb + n]     (the workspace: ldb % TN == 0, 64-byte aligned rows
+ *                                 when VW * sizeof(GACC) <= 64, zeros in columns N..ldb-1)
+ * The caller's epilogue stores the tile.
+ *
+ * The reduction over k runs in one fixed order per output element: the same bits every
+ * run. Edge tiles: rows past M read row M-1 (valid memory; the caller does not store
+ * them); columns past N read the zero padding of B.
+ *
+ * Plain a*b+c on purpose (not fma()/mad()), and B vectors are loaded through cast
+ * pointers: on PoCL's CPU driver vloadN compiles to a function call.
+ *
+ * Macros: GACC (float or double: the compute type), VW (vector width: 4, 8 or 16),
+ *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1).
+ */
+#ifndef CLCONV_GEMM_H
+#define CLCONV_GEMM_H
+
+#define CLCONV_CAT2(a, b) a##b
+#define CLCONV_CAT(a, b) CLCONV_CAT2(a, b)
+#define VACC CLCONV_CAT(GACC, VW)
+#define TN (VW * NV)
+
+inline void gemm_tile(
+    const __global GACC* restrict a, const int lda,
+    const __global GACC* restrict b, const int ldb,
+    const int M, const int K, const int m0,
+    VACC acc[TM][NV])
+{
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) acc[i][v] = (VACC)(0);
+#if A_TRANS
+    int a_col[TM];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) a_col[i] = min(m0 + i, M - 1);
+#else
+    const __global GACC* a_row[TM];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) a_row[i] = a + min(m0 + i, M - 1) * lda;
+#endif
+    for (int k = 0; k < K; ++k) {
+        VACC bv[NV];
+#pragma unroll
+        for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC*)(b + v * VW);
+        b += ldb;
+#if A_TRANS
+        const __global GACC* ak = a + k * lda;
+#endif
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+#if A_TRANS
+            const GACC s = ak[a_col[i]];
+#else
+            const GACC s = a_row[i][k];
+#endif
+#pragma unroll
+            for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,55 @@
+"""Device tests run once per OpenCL device found.
+
+``CLCONV_TEST_DEVICES=opencl:0:0,pthread`` narrows them to the devices whose id
+equals, or whose name contains, one of the comma-separated words.
+``CLCONV_REQUIRE_DEVICE=1`` (CI sets it) makes "no usable OpenCL device" a failure
+instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clconv.backends.opencl import runtime
+
+ENV_DEVICES = "CLCONV_TEST_DEVICES"
+ENV_REQUIRE = "CLCONV_REQUIRE_DEVICE"
+
+
+def selected_devices() -> list[runtime.OpenCLDevice]:
+    devices, _ = runtime.enumerate_devices()
+    raw = os.environ.get(ENV_DEVICES, "").strip()
+    if raw:
+        words = [w.strip() for w in raw.split(",") if w.strip()]
+        devices = [d for d in devices if any(w == d.id or w in d.name for w in words)]
+    return devices
+
+
+_DEVICES = selected_devices()
+
+
+def pytest_generate_tests(metafunc):
+    if "cl_device" in metafunc.fixturenames:
+        ids = [d.id for d in _DEVICES] or ["no-opencl-device"]
+        metafunc.parametrize("cl_device_id", ids, scope="session")
+
+
+@pytest.fixture(scope="session")
+def cl_device(cl_device_id):
+    """The clconv OpenCLDevice under test (the one the public API sees under that id)."""
+    if cl_device_id == "no-opencl-device":
+        msg = "no OpenCL device found" + (f" matching {ENV_DEVICES}" if os.environ.get(ENV_DEVICES) else "")
+        if os.environ.get(ENV_REQUIRE) == "1":
+            pytest.fail(msg + f" and {ENV_REQUIRE}=1")
+        pytest.skip(msg)
+    import clconv
+
+    dev = next(d for d in clconv.list_devices() if d.id == cl_device_id)
+    problem = dev.problem()
+    if problem:
+        if os.environ.get(ENV_REQUIRE) == "1" and not any(not d.problem() for d in _DEVICES):
+            pytest.fail(f"{cl_device_id} is unusable ({problem}) and no other device is")
+        pytest.skip(f"{cl_device_id} is unusable: {problem}")
+    return dev

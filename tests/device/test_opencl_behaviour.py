@@ -1,0 +1,202 @@
+"""OpenCL backend behaviour beyond numerics: data placement, errors, capabilities, repeatability."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import clconv
+from clconv import dispatch
+from clconv.backends.numpy.ops import reference
+from clconv.backends.opencl import runtime
+from clconv.errors import BuildError, UnsupportedError
+
+cl = pytest.importorskip("pyopencl")
+cl_array = pytest.importorskip("pyopencl.array")
+
+
+def _xw(dtype="float32", seed=0, xs=(2, 4, 9, 9), ws=(6, 4, 3, 3)):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+
+
+def _algorithms(device, spec):
+    be = clconv.list_backends()["opencl"]
+    return [a.id for a in be.algorithms() if a.supports(spec, device)]
+
+
+def test_pyopencl_in_gives_pyopencl_out_without_host_round_trip(cl_device, monkeypatch):
+    x, w = _xw()
+    b = np.arange(6, dtype=np.float32)
+    q = cl_device.queue
+    xd, wd, bd = (cl_array.to_device(q, a) for a in (x, w, b))
+    spec = clconv.plan("conv2d", x, w, b, padding=1, device=cl_device.id).spec
+    exact = reference(spec, x, w, b)
+
+    def no_get(*a, **k):
+        raise AssertionError("a host round trip happened (Array.get called)")
+
+    for alg in _algorithms(cl_device, spec):
+        with monkeypatch.context() as m:
+            m.setattr(cl_array.Array, "get", no_get)
+            y = clconv.conv2d(xd, wd, bd, padding=1, device=cl_device.id, algorithm=alg)
+        assert isinstance(y, cl_array.Array), alg
+        assert y.context.int_ptr == xd.context.int_ptr and y.shape == exact.shape
+        np.testing.assert_allclose(y.get(), exact, rtol=1e-4, atol=1e-4)
+        # chained: the output feeds the next layer on the device
+        w2 = cl_array.to_device(q, np.ones((2, 6, 1, 1), np.float32))
+        z = clconv.conv2d(y, w2, device=cl_device.id)
+        np.testing.assert_allclose(z.get(), exact.sum(axis=1, keepdims=True).repeat(2, 1), rtol=1e-4, atol=1e-3)
+
+
+def test_pyopencl_arrays_from_a_user_context(cl_device):
+    """Arrays in a context clconv did not create still run on their own queue."""
+    ctx = cl.Context([cl_device.cl_device])
+    q = cl.CommandQueue(ctx)
+    x, w = _xw(seed=3)
+    y = clconv.conv2d(cl_array.to_device(q, x), cl_array.to_device(q, w), padding=1)
+    assert isinstance(y, cl_array.Array) and y.context.int_ptr == ctx.int_ptr
+    spec = clconv.ConvSpec.from_arrays("conv", 2, x, w, None, padding=1)
+    np.testing.assert_allclose(y.get(), reference(spec, x, w), rtol=1e-4, atol=1e-4)
+
+
+def test_explain_prefers_the_device_that_holds_the_data(cl_device):
+    x, w = _xw()
+    xd = cl_array.to_device(cl_device.queue, x)
+    e = clconv.explain("conv2d", xd, w)
+    assert e.chosen.device.id == cl_device.id
+    numpy_rows = [r for r in e.rows() if r["backend"] == "numpy"]
+    assert numpy_rows and all(r["reason_kind"] == "placement" for r in numpy_rows)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_noncontiguous_fortran_negative_stride_readonly_inputs(cl_device, dtype):
+    x, w = _xw(dtype, xs=(2, 4, 11, 12))
+    views = {
+        "transposed-back": np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2),
+        "fortran": np.asfortranarray(x),
+        "negative-stride": np.ascontiguousarray(x[:, :, ::-1, ::-1])[:, :, ::-1, ::-1],
+    }
+    big = np.zeros(x.shape[:3] + (2 * x.shape[3],), dtype)
+    big[..., ::2] = x
+    views["strided-slice"] = big[..., ::2]
+    ro = x.copy()
+    ro.flags.writeable = False
+    views["read-only"] = ro
+    spec = clconv.ConvSpec.from_arrays("conv", 2, x, w, None, padding=1)
+    for alg in _algorithms(cl_device, spec):
+        base = clconv.conv2d(x, w, padding=1, device=cl_device.id, algorithm=alg)
+        for name, v in views.items():
+            np.testing.assert_array_equal(v, x)
+            before = v.copy()
+            y = clconv.conv2d(v, w, padding=1, device=cl_device.id, algorithm=alg)
+            np.testing.assert_array_equal(y, base, err_msg=f"{alg} {name}")
+            np.testing.assert_array_equal(v, before)
+
+
+@pytest.mark.parametrize("fn,xs,ws,params", [
+    ("conv2d", (0, 3, 8, 8), (4, 3, 3, 3), {"padding": 1}),
+    ("conv_transpose2d", (0, 3, 4, 4), (3, 2, 3, 3), {"stride": 2}),
+    ("conv1d", (0, 2, 5), (2, 1, 3), {"groups": 2}),
+])
+def test_empty_batch(cl_device, fn, xs, ws, params):
+    x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
+    spec = clconv.plan(fn, x, w, device=cl_device.id, **params).spec
+    for alg in _algorithms(cl_device, spec):
+        y = getattr(clconv, fn)(x, w, device=cl_device.id, algorithm=alg, **params)
+        assert y.shape == spec.output_shape and y.dtype == np.float32
+        yd = getattr(clconv, fn)(cl_array.to_device(cl_device.queue, x), w, device=cl_device.id, algorithm=alg, **params)
+        assert isinstance(yd, cl_array.Array) and yd.shape == spec.output_shape
+
+
+def test_nan_and_inf_propagate_to_exactly_the_outputs_they_reach(cl_device):
+    x, w = _xw(xs=(1, 2, 8, 8), ws=(3, 2, 3, 3))
+    x[0, 1, 4, 5] = np.nan
+    x[0, 0, 0, 0] = np.inf
+    spec = clconv.ConvSpec.from_arrays("conv", 2, x, w, None, padding=1)
+    exact = reference(spec, x, w)
+    for alg in _algorithms(cl_device, spec):
+        y = clconv.conv2d(x, w, padding=1, device=cl_device.id, algorithm=alg)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(exact), err_msg=alg)
+        np.testing.assert_array_equal(np.isinf(y), np.isinf(exact), err_msg=alg)
+        assert np.isnan(y[0, :, 3:6, 4:7]).all() and np.isfinite(y[0, :, 6:, :3]).all()
+
+
+@pytest.mark.parametrize("fn,params", [("conv2d", {"padding": 1, "groups": 2}), ("conv_transpose2d", {"stride": 2, "groups": 2})])
+def test_same_bits_run_after_run(cl_device, fn, params):
+    x, w = _xw(xs=(2, 4, 16, 16), ws=(4, 2, 3, 3))
+    spec = clconv.plan(fn, x, w, device=cl_device.id, **params).spec
+    for alg in _algorithms(cl_device, spec):
+        first = getattr(clconv, fn)(x, w, device=cl_device.id, algorithm=alg, **params)
+        for _ in range(3):
+            again = getattr(clconv, fn)(x, w, device=cl_device.id, algorithm=alg, **params)
+            assert first.tobytes() == again.tobytes(), alg
+
+
+def test_build_failure_carries_log_file_and_options(cl_device):
+    with pytest.raises(BuildError) as info:
+        runtime.build_program(cl_device, "direct.cl", {"CLCONV_DTYPE": 7, "PADDING_MODE": 0, "TRANSPOSED": 0, "HAS_BIAS": 0})
+    err = info.value
+    assert err.source == "direct.cl"
+    assert "-DCLCONV_DTYPE=7" in err.options
+    assert "CLCONV_DTYPE must be 16, 32 or 64" in err.log
+    text = str(err)
+    assert "direct.cl" in text and "CL_BUILD_PROGRAM_FAILURE" in text and "build log" in text
+
+
+def test_missing_kernel_file_is_a_build_error(cl_device):
+    with pytest.raises(BuildError, match="nosuchkernel.cl not found"):
+        runtime.build_program(cl_device, "nosuchkernel.cl", {})
+
+
+def test_device_without_fp64_rejects_float64_naming_the_capability(cl_device, monkeypatch):
+    dispatch.clear_plans()
+    monkeypatch.setattr(cl_device, "fp64", False)
+    try:
+        x, w = _xw("float64")
+        with pytest.raises(UnsupportedError, match="cl_khr_fp64"):
+            clconv.conv2d(x, w, device=cl_device.id, algorithm="direct")
+        rows = clconv.explain("conv2d", x, w, device=cl_device.id).rows()
+        assert rows and not any(r["supported"] for r in rows)
+        direct = next(r for r in rows if r["algorithm"] == "direct")
+        assert direct["reason_kind"] == "capability" and "cl_khr_fp64" in direct["reason"]
+        # the runtime refuses to even build a float64 program there
+        with pytest.raises(UnsupportedError, match="lacks cl_khr_fp64"):
+            runtime.build_program(cl_device, "direct.cl", {"CLCONV_DTYPE": 64}, fp64=True)
+        # float32 still works
+        y = clconv.conv2d(x.astype(np.float32), w.astype(np.float32), device=cl_device.id)
+        assert y.dtype == np.float32
+    finally:
+        dispatch.clear_plans()
+
+
+def test_local_memory_requirement_is_checked_before_building(cl_device):
+    need = cl_device.local_mem_bytes + 1
+    with pytest.raises(UnsupportedError, match="local memory"):
+        runtime.check_capabilities(cl_device, local_mem=need)
+
+
+def test_disk_cache_round_trip(cl_device, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLCONV_CACHE_DIR", str(tmp_path))
+    runtime.clear_memory_cache()
+    defines = {"CLCONV_DTYPE": 32, "PADDING_MODE": 2, "TRANSPOSED": 0, "HAS_BIAS": 1}
+    runtime.build_program(cl_device, "direct.cl", defines)
+    binaries = list((tmp_path / "kernels").rglob("*.bin"))
+    assert len(binaries) == 1
+    runtime.clear_memory_cache()
+    prog = runtime.build_program(cl_device, "direct.cl", defines)  # from the binary
+    assert prog is not None
+    binaries[0].write_bytes(b"corrupt")  # a corrupt binary is rebuilt, never fatal
+    runtime.clear_memory_cache()
+    assert runtime.build_program(cl_device, "direct.cl", defines) is not None
+
+
+def test_device_facts(cl_device):
+    f = cl_device.facts()
+    assert f["id"].startswith("opencl:") and f["backend"] == "opencl"
+    assert f["kind"] in ("cpu", "gpu", "accelerator")
+    for k in ("platform", "platform_version", "opencl_c_version", "extensions", "max_work_group_size"):
+        assert k in f["extra"], k
+    assert f["memory_bytes"] > 0 and f["compute_units"] >= 1

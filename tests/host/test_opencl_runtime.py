@@ -1,0 +1,75 @@
+"""OpenCL runtime pieces that need no device: sources, cache keys, status names, enumeration."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from clconv.backends.opencl import runtime
+from clconv.errors import BuildError, UnsupportedError
+
+
+def fake_device(**over):
+    d = runtime.OpenCLDevice(
+        id="opencl:9:9", backend="opencl", name="Fake", vendor="V", driver="1.0",
+        extra={"platform": "P", "platform_version": "OpenCL 3.0 P 1", "opencl_version": "OpenCL 3.0"},
+    )
+    return dataclasses.replace(d, **over)
+
+
+def test_sources_inline_their_headers_once():
+    src = runtime.load_source("direct.cl")
+    assert "CLCONV_COMMON_H" in src and '#include "common.h"' not in src
+    assert src.count("inline int clconv_pad_index") == 1
+
+
+def test_build_key_covers_source_options_device_and_version(monkeypatch):
+    d = fake_device()
+    base = runtime.build_key("src", ["-DA=1"], d)
+    assert runtime.build_key("src", ["-DA=1"], d) == base
+    assert runtime.build_key("src2", ["-DA=1"], d) != base
+    assert runtime.build_key("src", ["-DA=2"], d) != base
+    assert runtime.build_key("src", ["-DA=1"], fake_device(driver="1.1")) != base
+    assert runtime.build_key("src", ["-DA=1"], fake_device(name="Other")) != base
+    p2 = fake_device(extra={**d.extra, "platform_version": "OpenCL 3.0 P 2"})
+    assert runtime.build_key("src", ["-DA=1"], p2) != base
+    monkeypatch.setattr(runtime, "__version__", "999")
+    assert runtime.build_key("src", ["-DA=1"], d) != base
+
+
+def test_status_codes_by_name():
+    assert runtime.status_name(-5) == "CL_OUT_OF_RESOURCES"
+    assert runtime.status_name(-11) == "CL_BUILD_PROGRAM_FAILURE"
+    assert "-12345" in runtime.status_name(-12345)
+
+
+def test_capability_checks_name_what_is_missing():
+    d = fake_device(fp64=False, fp16=False, extra={"local_mem_bytes": 1024})
+    with pytest.raises(UnsupportedError, match="cl_khr_fp64"):
+        runtime.check_capabilities(d, fp64=True)
+    with pytest.raises(UnsupportedError, match="cl_khr_fp16"):
+        runtime.check_capabilities(d, fp16=True)
+    with pytest.raises(UnsupportedError, match="1024 bytes of local memory; this kernel needs 4096"):
+        runtime.check_capabilities(d, local_mem=4096)
+    runtime.check_capabilities(fake_device(), fp64=True)
+
+
+def test_kernel_cache_switch_is_validated(monkeypatch):
+    monkeypatch.setenv("CLCONV_KERNEL_CACHE", "maybe")
+    with pytest.raises(UnsupportedError, match="CLCONV_KERNEL_CACHE='maybe'"):
+        runtime._disk_cache_enabled()
+
+
+def test_enumeration_without_a_platform_is_empty_not_fatal(monkeypatch):
+    def boom():
+        raise RuntimeError("clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR")
+
+    monkeypatch.setattr(runtime.cl, "get_platforms", boom)
+    devices, problems = runtime.enumerate_devices()
+    assert devices == [] and "PLATFORM_NOT_FOUND_KHR" in problems[0]
+
+
+def test_missing_source_is_a_build_error():
+    with pytest.raises(BuildError, match="not found"):
+        runtime.load_source("does-not-exist.cl")
