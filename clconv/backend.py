@@ -13,7 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterable
 
-from .spec import ConvSpec
+import numpy as np
+
+from .errors import ConvTypeError, ConvValueError
+from .spec import ConvSpec, is_device_array
 
 #: Device kinds a backend may report.
 DEVICE_KINDS = ("cpu", "gpu", "npu", "accelerator")
@@ -113,7 +116,10 @@ class Kernel(ABC):
     """A prepared convolution: a spec bound to a device and an algorithm, ready to run.
 
     Calling it with ``(input, weight, bias)`` runs the convolution and returns the
-    result, in the form the backend documents (NumPy for host input).
+    result, in the form the backend documents (NumPy for host input). With
+    ``out=`` (an array of the output's shape and dtype) it writes every element
+    of ``out`` and returns ``out``: the conformance suite fills ``out`` with
+    poison first, to prove that every element is written.
     """
 
     def __init__(self, spec: ConvSpec, device: Device, algorithm: "Algorithm"):
@@ -122,8 +128,8 @@ class Kernel(ABC):
         self.algorithm = algorithm
 
     @abstractmethod
-    def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
-        """Run the convolution; never modify the arguments."""
+    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> Any:
+        """Run the convolution; never modify input, weight or bias."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.algorithm.id} on {self.device.id}: {self.spec.describe()}>"
@@ -193,6 +199,19 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<Backend {self.name} {self.version}>"
+
+
+def check_out(spec: ConvSpec, out: Any) -> None:
+    """``out`` must be a writable array of the output's shape and dtype."""
+    if not (isinstance(out, np.ndarray) or is_device_array(out)):
+        raise ConvTypeError(f"out has type {type(out).__name__}: give a numpy.ndarray or a pyopencl array")
+    if tuple(out.shape) != spec.output_shape or np.dtype(out.dtype) != np.dtype(spec.dtype):
+        raise ConvValueError(
+            f"out has shape {tuple(out.shape)} and dtype {out.dtype}; "
+            f"this call writes shape {spec.output_shape}, dtype {spec.dtype}"
+        )
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ConvValueError("out is read-only")
 
 
 def check_memory(spec: ConvSpec, device: Device, need: int) -> Support:

@@ -141,10 +141,13 @@ class Plan:
             if str(arr.dtype) != s.dtype:
                 raise ConvTypeError(f"{name} has dtype {arr.dtype} but this plan was made for {s.dtype}")
 
-    def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
+    def __call__(self, input: Any, weight: Any, bias: Any = None, *, out: Any = None) -> Any:
+        """Run on arrays matching the plan's spec; with ``out=``, write into it and return it."""
         input, weight, bias = _native(input), _native(weight), _native(bias)
         self.check_arrays(input, weight, bias)
-        return self.kernel(input, weight, bias)
+        if out is None:
+            return self.kernel(input, weight, bias)
+        return self.kernel(input, weight, bias, out=out)
 
     def __repr__(self) -> str:
         c = self.candidate

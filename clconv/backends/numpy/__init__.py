@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import Algorithm, Backend, Device, Kernel, Support
+from ...backend import Algorithm, Backend, Device, Kernel, Support, check_out
 from ...hookspecs import hookimpl
 from ...spec import ConvSpec, is_device_array
 from ..._version import __version__
@@ -45,7 +45,7 @@ class HostKernel(Kernel):
         super().__init__(spec, device, algorithm)
         self._fn = fn
 
-    def __call__(self, input: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
         for name, arr in (("input", input), ("weight", weight), ("bias", bias)):
             if arr is not None and is_device_array(arr):
                 from ...errors import UnsupportedError
@@ -54,8 +54,17 @@ class HostKernel(Kernel):
                     f"{name} is a pyopencl array; the numpy backend takes NumPy arrays "
                     "(call .get() first, or let the dispatcher pick an OpenCL device)"
                 )
-        out = self._fn(self.spec, input, weight, bias)
-        return np.ascontiguousarray(out, dtype=self.spec.dtype)
+        if out is not None:
+            check_out(self.spec, out)
+            if not isinstance(out, np.ndarray):
+                from ...errors import UnsupportedError
+
+                raise UnsupportedError("out is a pyopencl array; the numpy backend writes NumPy arrays")
+        result = self._fn(self.spec, input, weight, bias)
+        if out is not None:
+            out[...] = result
+            return out
+        return np.ascontiguousarray(result, dtype=self.spec.dtype)
 
 
 class Reference(Algorithm):

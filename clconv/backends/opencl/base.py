@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import Algorithm, Device, Kernel, Support, first_failure
+from ...backend import Algorithm, Device, Kernel, Support, check_out, first_failure
 from ...errors import ConvValueError, UnsupportedError
 from ...spec import ConvSpec, is_device_array
 from . import runtime
@@ -77,7 +77,7 @@ class OpenCLKernel(Kernel):
     def context_for(self, queue: Any) -> Any:
         return queue.context
 
-    def __call__(self, input: Any, weight: Any, bias: Any = None) -> Any:
+    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> Any:
         spec = self.spec
         on_device = is_device_array(input)
         if on_device:
@@ -87,18 +87,33 @@ class OpenCLKernel(Kernel):
         else:
             queue = self.device.queue
         ctx = queue.context
+        if out is not None:
+            check_out(spec, out)
         if spec.batch == 0:
+            if out is not None:
+                return out
             if on_device:
                 return cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
             return np.empty(spec.output_shape, dtype=spec.dtype)
         x = _device_array("input", input, ctx, queue, spec.dtype)
         w = _device_array("weight", weight, ctx, queue, spec.dtype)
         b = _device_array("bias", bias, ctx, queue, spec.dtype) if bias is not None else None
-        y = cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
+        if out is not None and is_device_array(out):
+            y = _device_array("out", out, ctx, queue, spec.dtype)
+        elif out is not None:
+            # Start from the caller's values, so that an element the kernel fails to
+            # write keeps them (the conformance suite poisons `out` to catch that).
+            y = cl_array.to_device(queue, runtime.host_array(out, spec.dtype))
+        else:
+            y = cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
         try:
             self.run(queue, x, w, b, y)
         except cl.Error as exc:
             raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
+        if out is not None:
+            if not is_device_array(out):
+                out[...] = y.get(queue)
+            return out
         if on_device:
             return y
         return y.get(queue)
