@@ -127,9 +127,48 @@ class Kernel(ABC):
         self.device = device
         self.algorithm = algorithm
 
-    @abstractmethod
     def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> Any:
-        """Run the convolution; never modify input, weight or bias."""
+        """Check the arrays against the spec, then :meth:`compute`.
+
+        Every backend gets the same guard: arrays of another shape or dtype than
+        the kernel was prepared for raise ConvValueError/ConvTypeError here,
+        before any device code could read out of bounds.
+        """
+        input, weight, bias = (_native(a) for a in (input, weight, bias))
+        self.check_arrays(input, weight, bias)
+        if out is not None:
+            check_out(self.spec, out)
+        return self.compute(input, weight, bias, out)
+
+    @abstractmethod
+    def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> Any:
+        """Run the convolution on checked arrays; never modify input, weight or bias.
+
+        With ``out`` (not None), write every element of it and return it.
+        """
+
+    def check_arrays(self, input: Any, weight: Any, bias: Any) -> None:
+        """Arrays must be arrays of the spec's shapes and dtype (bias present iff the spec has one)."""
+        s = self.spec
+        for name, arr, shape in (
+            ("input", input, s.input_shape),
+            ("weight", weight, s.weight_shape),
+            ("bias", bias, (s.out_channels,) if s.bias else None),
+        ):
+            if shape is None:
+                if arr is not None:
+                    raise ConvValueError(f"bias was given, but this kernel was prepared without a bias")
+                continue
+            if arr is None:
+                raise ConvValueError(f"{name} is None; this kernel needs an array of shape {shape}")
+            if not (isinstance(arr, np.ndarray) or is_device_array(arr)):
+                raise ConvTypeError(f"{name} has type {type(arr).__name__}: give a numpy.ndarray or a pyopencl array")
+            if tuple(arr.shape) != shape:
+                raise ConvValueError(
+                    f"{name} has shape {tuple(arr.shape)}, but this kernel was prepared for {shape}"
+                )
+            if np.dtype(arr.dtype).name != s.dtype:
+                raise ConvTypeError(f"{name} has dtype {arr.dtype}, but this kernel was prepared for {s.dtype}")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.algorithm.id} on {self.device.id}: {self.spec.describe()}>"
@@ -199,6 +238,17 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<Backend {self.name} {self.version}>"
+
+
+def _native(arr: Any) -> Any:
+    """A NumPy array in native byte order (a copy only when it is byte-swapped).
+
+    Specs name dtypes by name (``float64``), so a big-endian ``>f8`` array is valid
+    input; kernels expect native order.
+    """
+    if isinstance(arr, np.ndarray) and not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
 
 
 def check_out(spec: ConvSpec, out: Any) -> None:

@@ -13,8 +13,6 @@ algorithm's ``priority``, then registration order.
 from __future__ import annotations
 
 import threading
-
-import numpy as np
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -120,49 +118,13 @@ class Plan:
     def algorithm(self) -> Algorithm:
         return self.kernel.algorithm
 
-    def check_arrays(self, input: Any, weight: Any, bias: Any) -> None:
-        """Cheap guard that the arrays match the spec this plan was made for."""
-        s = self.spec
-        for name, arr, shape in (
-            ("input", input, s.input_shape),
-            ("weight", weight, s.weight_shape),
-            ("bias", bias, (s.out_channels,) if s.bias else None),
-        ):
-            if shape is None:
-                if arr is not None:
-                    raise UnsupportedError("bias: this plan was made without a bias; make a new plan")
-                continue
-            if arr is None:
-                raise UnsupportedError(f"{name}: this plan needs one of shape {shape}")
-            if tuple(arr.shape) != shape:
-                raise UnsupportedError(
-                    f"{name} has shape {tuple(arr.shape)} but this plan was made for {shape}"
-                )
-            if str(arr.dtype) != s.dtype:
-                raise ConvTypeError(f"{name} has dtype {arr.dtype} but this plan was made for {s.dtype}")
-
     def __call__(self, input: Any, weight: Any, bias: Any = None, *, out: Any = None) -> Any:
         """Run on arrays matching the plan's spec; with ``out=``, write into it and return it."""
-        input, weight, bias = _native(input), _native(weight), _native(bias)
-        self.check_arrays(input, weight, bias)
-        if out is None:
-            return self.kernel(input, weight, bias)
         return self.kernel(input, weight, bias, out=out)
 
     def __repr__(self) -> str:
         c = self.candidate
         return f"<Plan {self.spec.describe()} on {c.name}>"
-
-
-def _native(arr: Any) -> Any:
-    """A NumPy array in native byte order (a copy only when it is byte-swapped).
-
-    Specs name dtypes by name (``float64``), so a big-endian ``>f8`` array is valid
-    input; kernels expect native order.
-    """
-    if isinstance(arr, np.ndarray) and not arr.dtype.isnative:
-        return arr.astype(arr.dtype.newbyteorder("="))
-    return arr
 
 
 # --------------------------------------------------------------------- choice

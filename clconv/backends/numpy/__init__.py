@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import Algorithm, Backend, Device, Kernel, Support, check_out
+from ...backend import Algorithm, Backend, Device, Kernel, Support
 from ...hookspecs import hookimpl
 from ...spec import ConvSpec, is_device_array
 from ..._version import __version__
@@ -45,7 +45,7 @@ class HostKernel(Kernel):
         super().__init__(spec, device, algorithm)
         self._fn = fn
 
-    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> np.ndarray:
+    def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
         for name, arr in (("input", input), ("weight", weight), ("bias", bias)):
             if arr is not None and is_device_array(arr):
                 from ...errors import UnsupportedError
@@ -55,7 +55,6 @@ class HostKernel(Kernel):
                     "(call .get() first, or let the dispatcher pick an OpenCL device)"
                 )
         if out is not None:
-            check_out(self.spec, out)
             if not isinstance(out, np.ndarray):
                 from ...errors import UnsupportedError
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import Algorithm, Device, Kernel, Support, check_out, first_failure
+from ...backend import Algorithm, Device, Kernel, Support, first_failure
 from ...errors import ConvValueError, UnsupportedError
 from ...spec import ConvSpec, is_device_array
 from . import runtime
@@ -77,7 +77,7 @@ class OpenCLKernel(Kernel):
     def context_for(self, queue: Any) -> Any:
         return queue.context
 
-    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> Any:
+    def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> Any:
         spec = self.spec
         on_device = is_device_array(input)
         if on_device:
@@ -87,8 +87,6 @@ class OpenCLKernel(Kernel):
         else:
             queue = self.device.queue
         ctx = queue.context
-        if out is not None:
-            check_out(spec, out)
         if spec.batch == 0:
             if out is not None:
                 return out
