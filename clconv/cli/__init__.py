@@ -14,9 +14,9 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from . import backends, devices
+    from . import backends, conformance, devices
 
-    for mod in (devices, backends):
+    for mod in (devices, backends, conformance):
         cli.add_command(mod.command)
     try:
         from ..plugins import get_host

@@ -8,6 +8,19 @@ from ..plugins import get_host
 from ._util import echo_json, print_table
 
 
+def _last(backend: str, device) -> dict | None:  # type: ignore[no-untyped-def]
+    from ..conformance.report import last_run
+
+    return last_run(backend, device)
+
+
+def _conformance_cell(rec: dict | None) -> str:
+    if rec is None:
+        return "never run"
+    verdict = "passed" if rec["passed"] else "FAILED"
+    return f"{verdict} ({rec['level']}, {rec['when'][:10]})"
+
+
 def backend_rows() -> dict:
     host = get_host()
     rows = []
@@ -22,6 +35,7 @@ def backend_rows() -> dict:
                 "plugin": plugin,
                 "origin": info.origin if info else "",
                 "devices": [d.id for d in backend.devices()],
+                "conformance": {d.id: _last(name, d) for d in backend.devices()},
                 "algorithms": [
                     {"id": a.id, "family": a.family, "deterministic": a.deterministic}
                     for a in backend.algorithms()
@@ -35,18 +49,19 @@ def backend_rows() -> dict:
 @click.command("backends")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(as_json: bool) -> None:
-    """List registered backends: name, version, origin plugin, devices, algorithms."""
+    """List registered backends: name, version, origin plugin, devices (with their last conformance run), algorithms."""
     data = backend_rows()
     if as_json:
         echo_json(data)
         return
     print_table(
         "clconv backends",
-        ["backend", "version", "plugin", "origin", "devices", "algorithms"],
+        ["backend", "version", "plugin", "origin", "devices", "last conformance run", "algorithms"],
         [
             (
                 r["name"], r["version"], r["plugin"], r["origin"],
                 "\n".join(r["devices"]) or "(none)",
+                "\n".join(_conformance_cell(r["conformance"][d]) for d in r["devices"]) or "",
                 ", ".join(a["id"] for a in r["algorithms"]),
             )
             for r in data["backends"]

@@ -50,10 +50,10 @@ class OpenCLAlgorithm(Algorithm):
             (bool(broken), f"device {broken}", "capability"),
             (spec.dtype == "float64" and not device.fp64,
              f"device lacks cl_khr_fp64, needed for float64", "capability"),
-            (biggest > INT32_MAX, f"an array has {biggest} elements; kernels index with 32-bit ints", "size"),
             (max(spec.nbytes("input"), spec.nbytes("output"), spec.nbytes("weight"))
              > getattr(device, "max_alloc_bytes", 0) > 0,
              "an array exceeds the device's max allocation size", "memory"),
+            (biggest > INT32_MAX, f"an array has {biggest} elements; kernels index with 32-bit ints", "size"),
         )
 
 
