@@ -15,6 +15,8 @@ from .api import (
     plan,
 )
 from .backend import Algorithm, Backend, Device, Kernel, Support
+from .config import configure, settings
+from .dispatch import FallbackWarning
 from .errors import (
     BackendError,
     BuildError,
@@ -38,6 +40,9 @@ __all__ = [
     "conv_transpose3d",
     "explain",
     "plan",
+    "configure",
+    "settings",
+    "FallbackWarning",
     "Algorithm",
     "Backend",
     "Device",

@@ -120,13 +120,16 @@ def plan(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str =
 
 
 def explain(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str = "auto",
-            backend: str | None = None, device: str | Device | None = None, **params: Any) -> Explanation:
+            backend: str | None = None, device: str | Device | None = None, policy: str | None = None,
+            **params: Any) -> Explanation:
     """The dispatcher's candidate table for a call, without running it.
 
-    Arguments as :func:`plan`. Returns an :class:`Explanation`: ``.candidates``
-    (every backend/device/algorithm with its support reason), ``.chosen``,
-    ``.rows()`` and ``.as_dict()`` for data, ``str()`` for a table.
+    Arguments as :func:`plan`; ``policy`` overrides the configured policy for this
+    decision (``"measure"`` times the candidates now). Returns an
+    :class:`Explanation`: ``.candidates`` (every backend/device/algorithm with its
+    support reason, predicted and measured time, workspace), ``.chosen``,
+    ``.decided_by``, ``.rows()`` and ``.as_dict()`` for data, ``str()`` for a table.
     """
     spec = _spec(op, input, weight, bias, dict(params))
     placement = input if is_device_array(input) else None
-    return dispatch.explain(spec, placement=placement, **_pins(algorithm, backend, device))
+    return dispatch.explain(spec, placement=placement, policy=policy, **_pins(algorithm, backend, device))

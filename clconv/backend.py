@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
 from .errors import ConvTypeError, ConvValueError
 from .spec import ConvSpec, is_device_array
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .costmodel import Cost
 
 #: Device kinds a backend may report.
 DEVICE_KINDS = ("cpu", "gpu", "npu", "accelerator")
@@ -188,6 +191,8 @@ class Algorithm(ABC):
     #: Same bits run after run for the same inputs.
     deterministic: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    #: Fraction of the device's peak FLOP/s the kernels reach (the cost model's default).
+    efficiency: ClassVar[float] = 0.05
 
     @abstractmethod
     def supports(self, spec: ConvSpec, device: Device) -> Support:
@@ -206,6 +211,16 @@ class Algorithm(ABC):
     @abstractmethod
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         """Build whatever the spec needs on the device and return a reusable Kernel."""
+
+    def cost(self, spec: ConvSpec, device: Device) -> "Cost":
+        """The work of one call, for the cost model: FLOPs, bytes moved, launches, efficiency.
+
+        The default is the direct algorithm's FLOPs and the arrays' bytes, one
+        launch, at ``efficiency``. Override it to describe what the kernels do.
+        """
+        from .costmodel import Cost, io_bytes
+
+        return Cost(spec.flops, io_bytes(spec), 1, self.efficiency)
 
     def __repr__(self) -> str:
         return f"<Algorithm {self.id}>"
@@ -229,6 +244,10 @@ class Backend(ABC):
     @abstractmethod
     def algorithms(self) -> list[Algorithm]:
         """Every algorithm of this backend, in order of preference when all else is equal."""
+
+    def source_hash(self) -> str:
+        """A hash of the kernel sources (tuning results are keyed by it); '' when not applicable."""
+        return ""
 
     def device(self, device_id: str) -> Device:
         for d in self.devices():

@@ -1,27 +1,42 @@
-"""The dispatcher: from a ConvSpec to a Plan on one (backend, device, algorithm).
+"""The dispatcher: from a ConvSpec to a Plan on the fastest correct (backend, device, algorithm).
 
-It collects every candidate the registered backends offer, asks each
-algorithm whether it supports the spec on the device (``Algorithm.supports``,
-whose reasons it reports and never repeats), rejects the ones that cannot run
-it, and ranks the rest. The whole table is what ``clconv.explain`` returns.
+1. Candidates: every (backend, device, algorithm) the plugins registered. Each
+   algorithm says whether it supports the spec on the device
+   (``Algorithm.supports``; its reason is reported, never repeated here); the
+   dispatcher adds only what is its own to judge: device memory, data placement
+   (a pyopencl input stays on its device) and the user's controls (disabled
+   algorithms, the workspace limit, deterministic-only; see ``config.py``).
+2. Choice, by policy (``CLCONV_POLICY`` / ``clconv.configure(policy=...)``):
+   - ``auto`` (default): when the tuning database has a time for every
+     supported candidate, the fastest measured wins; otherwise the cost model;
+   - ``heuristic``: the cost model alone (``costmodel.py``);
+   - ``measure``: time the candidates now (first sight of a spec), remember
+     the times in the tuning database, take the fastest.
+3. Fallback: when the chosen candidate fails at run time (a build failure, out
+   of resources, a device error), the plan warns (``FallbackWarning``) and moves
+   to the next candidate in order; ``strict`` raises instead.
 
-Ranking (this first dispatcher): data placement first (a pyopencl input stays
-on its device), then device kind (gpu > npu > accelerator > cpu), then the
-algorithm's ``priority``, then registration order.
+``clconv.explain`` returns the whole table: every candidate, why it was
+rejected, its predicted and measured time, its workspace, which one won and why.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from . import config, costmodel, tuning
 from .backend import Algorithm, Backend, Device, Kernel, Support, check_memory, format_bytes
-from .errors import ConvTypeError, DeviceMemoryError, UnsupportedError
+from .errors import ConvTypeError, ConvValueError, DeviceMemoryError, UnsupportedError
 from .plugins import get_host
 from .spec import ConvSpec, is_device_array
 
-_KIND_RANK = {"gpu": 3, "npu": 2, "accelerator": 1, "cpu": 0}
+
+class FallbackWarning(UserWarning):
+    """The chosen candidate failed at run time; clconv used the next one."""
 
 
 @dataclass
@@ -35,6 +50,7 @@ class Candidate:
     workspace_bytes: int | None = None
     predicted_s: float | None = None
     measured_s: float | None = None
+    measure_note: str = ""
     chosen: bool = False
 
     @property
@@ -51,7 +67,8 @@ class Candidate:
             "reason": self.support.reason,
             "reason_kind": "" if self.support.ok else self.support.kind,
             "predicted_s": self.predicted_s,
-            "measured_s": self.measured_s,
+            "measured_s": None if self.measured_s is None or math.isinf(self.measured_s) else self.measured_s,
+            "measure_note": self.measure_note,
             "workspace_bytes": self.workspace_bytes,
             "chosen": self.chosen,
         }
@@ -63,7 +80,9 @@ class Explanation:
 
     spec: ConvSpec
     candidates: list[Candidate]
-    policy: str = "rank"
+    policy: str = "auto"
+    decided_by: str = ""  # "tuning database", "cost model", "measured now", "no candidate"
+    order: list[Candidate] = field(default_factory=list)  # supported candidates, best first
 
     @property
     def chosen(self) -> Candidate | None:
@@ -78,33 +97,52 @@ class Explanation:
             "spec": self.spec.key,
             "description": self.spec.describe(),
             "policy": self.policy,
+            "decided_by": self.decided_by,
             "chosen": chosen.row() if chosen else None,
             "candidates": self.rows(),
         }
 
     def __str__(self) -> str:
-        lines = [self.spec.describe(), f"policy: {self.policy}"]
+        lines = [self.spec.describe(), f"policy: {self.policy}; decided by: {self.decided_by}"]
         for c in self.candidates:
             mark = "*" if c.chosen else " "
-            status = "ok" if c.support.ok else f"rejected: {c.support.reason}"
-            ws = "" if c.workspace_bytes is None else f" workspace {format_bytes(c.workspace_bytes)}"
+            if c.support.ok:
+                status = f"predicted {_fmt_s(c.predicted_s)}"
+                if c.measured_s is not None:
+                    status += f", measured {_fmt_s(c.measured_s)}"
+            else:
+                status = f"rejected: {c.support.reason}"
+            ws = "" if c.workspace_bytes is None else f", workspace {format_bytes(c.workspace_bytes)}"
             lines.append(f" {mark} {c.name}: {status}{ws}")
         return "\n".join(lines)
 
 
-class Plan:
-    """A spec bound to its chosen candidate and prepared kernel. Call it to run."""
+def _fmt_s(t: float | None) -> str:
+    if t is None:
+        return "-"
+    if math.isinf(t):
+        return "not measured"
+    return f"{t * 1e3:.3f} ms"
 
-    def __init__(self, spec: ConvSpec, explanation: Explanation, kernel: Kernel):
+
+class Plan:
+    """A spec bound to its chosen candidate and prepared kernel. Call it to run.
+
+    Keeps the ranked candidates, so that a run-time failure of the chosen one
+    falls back to the next (see the module docstring).
+    """
+
+    def __init__(self, spec: ConvSpec, explanation: Explanation, kernel: Kernel, position: int = 0):
         self.spec = spec
         self.explanation = explanation
         self.kernel = kernel
+        self._position = position
+        self._lock = threading.Lock()
+        self.failures: list[tuple[str, str]] = []  # (candidate, error) of fallbacks taken
 
     @property
     def candidate(self) -> Candidate:
-        chosen = self.explanation.chosen
-        assert chosen is not None
-        return chosen
+        return self.explanation.order[self._position]
 
     @property
     def backend(self) -> str:
@@ -120,14 +158,50 @@ class Plan:
 
     def __call__(self, input: Any, weight: Any, bias: Any = None, *, out: Any = None) -> Any:
         """Run on arrays matching the plan's spec; with ``out=``, write into it and return it."""
-        return self.kernel(input, weight, bias, out=out)
+        while True:
+            kernel = self.kernel
+            try:
+                return kernel(input, weight, bias, out=out)
+            except (ConvValueError, ConvTypeError):
+                raise  # the caller's arrays are wrong: no other candidate would do better
+            except Exception as exc:
+                if not self._fall_back(kernel, exc):
+                    raise
+
+    def _fall_back(self, failed: Kernel, exc: Exception) -> bool:
+        """Move to the next candidate that prepares; False when strict or none is left."""
+        if config.current().strict:
+            return False
+        with self._lock:
+            if self.kernel is not failed:  # another thread already moved on
+                return True
+            order = self.explanation.order
+            bad = order[self._position]
+            self.failures.append((bad.name, f"{type(exc).__name__}: {exc}"))
+            for pos in range(self._position + 1, len(order)):
+                nxt = order[pos]
+                try:
+                    kernel = nxt.algorithm.prepare(self.spec, nxt.device)
+                except Exception as prep_exc:
+                    self.failures.append((nxt.name, f"{type(prep_exc).__name__}: {prep_exc}"))
+                    continue
+                warnings.warn(
+                    f"clconv: {bad.name} failed for {self.spec.describe()} "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                    f"falling back to {nxt.name}",
+                    FallbackWarning,
+                    stacklevel=4,
+                )
+                bad.chosen, nxt.chosen = False, True
+                self._position, self.kernel = pos, kernel
+                return True
+            return False
 
     def __repr__(self) -> str:
-        c = self.candidate
-        return f"<Plan {self.spec.describe()} on {c.name}>"
+        return f"<Plan {self.spec.describe()} on {self.candidate.name}>"
 
 
-# --------------------------------------------------------------------- choice
+# --------------------------------------------------------------------- candidates
 def _placement_owner_check(device: Device, placement: Any) -> Support:
     if placement is None:
         return Support.yes()
@@ -149,7 +223,9 @@ def _select(
     if backend is not None and not isinstance(backend, str):
         raise ConvTypeError(f"backend={backend!r} has type {type(backend).__name__}: give a backend name (str) or None")
     if algorithm is not None and not isinstance(algorithm, str):
-        raise ConvTypeError(f"algorithm={algorithm!r} has type {type(algorithm).__name__}: give an algorithm id (str) or 'auto'")
+        raise ConvTypeError(
+            f"algorithm={algorithm!r} has type {type(algorithm).__name__}: give an algorithm id (str) or 'auto'"
+        )
     if device is not None and not isinstance(device, (str, Device)):
         raise ConvTypeError(f"device={device!r} has type {type(device).__name__}: give a device id (str), a Device or None")
     if algorithm == "auto":
@@ -186,8 +262,10 @@ def collect_candidates(
     device: str | Device | None = None,
     algorithm: str | None = None,
     placement: Any = None,
+    settings: config.Settings | None = None,
 ) -> list[Candidate]:
     """Every candidate for ``spec`` (within the pins), each with its Support."""
+    s = settings if settings is not None else config.Settings()
     backends = get_host().backends()
     selected, device_id, algorithm_id = _select(backends, backend, device, algorithm)
     out: list[Candidate] = []
@@ -198,36 +276,94 @@ def collect_candidates(
             for alg in be.algorithms():
                 if algorithm_id is not None and alg.id != algorithm_id:
                     continue
-                out.append(_evaluate(spec, bname, dev, alg, placement))
+                out.append(_evaluate(spec, bname, dev, alg, placement, s))
     return out
 
 
-def _evaluate(spec: ConvSpec, bname: str, dev: Device, alg: Algorithm, placement: Any) -> Candidate:
+def _evaluate(spec: ConvSpec, bname: str, dev: Device, alg: Algorithm, placement: Any,
+              s: config.Settings) -> Candidate:
+    ws = None
     try:
-        support = alg.supports(spec, dev)
-        ws = alg.workspace_bytes(spec, dev) if support.ok else None
+        support = _controls(bname, alg, s)
+        if support.ok:
+            support = alg.supports(spec, dev)
+        if support.ok:
+            ws = alg.workspace_bytes(spec, dev)
+            if s.workspace_limit is not None and ws > s.workspace_limit:
+                support = Support.no(
+                    f"workspace {format_bytes(ws)} exceeds the workspace limit {format_bytes(s.workspace_limit)}",
+                    "workspace",
+                )
         if support.ok:
             support = check_memory(spec, dev, alg.memory_bytes(spec, dev))
         if support.ok:
             support = _placement_owner_check(dev, placement)
     except Exception as exc:  # supports() must never raise; report it if it does
         support = Support.no(f"supports() raised {type(exc).__name__}: {exc}", "error")
-        ws = None
     return Candidate(bname, dev, alg, support, workspace_bytes=ws)
 
 
-def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Supported candidates, best first (see the module docstring)."""
-    ok = [c for c in candidates if c.support.ok]
-    order = {id(c): i for i, c in enumerate(ok)}
-    return sorted(
-        ok,
-        key=lambda c: (
-            -_KIND_RANK.get(c.device.kind, 0),
-            -getattr(c.algorithm, "priority", 0),
-            order[id(c)],
-        ),
-    )
+def _controls(bname: str, alg: Algorithm, s: config.Settings) -> Support:
+    if s.disabled(bname, alg.id):
+        return Support.no("disabled (CLCONV_DISABLE / configure(disable=...))", "disabled")
+    if s.deterministic and not alg.deterministic:
+        return Support.no("not deterministic, and deterministic algorithms were asked for", "disabled")
+    return Support.yes()
+
+
+# --------------------------------------------------------------------- choice
+def _predict(spec: ConvSpec, c: Candidate) -> float:
+    try:
+        return costmodel.predict(spec, c.device, c.algorithm)
+    except Exception:  # a plugin without a usable cost model ranks last, never breaks dispatch
+        return math.inf
+
+
+def _db_key(spec: ConvSpec, c: Candidate) -> str:
+    be = get_host().backends().get(c.backend)
+    version = getattr(be, "version", "")
+    source = be.source_hash() if be is not None and hasattr(be, "source_hash") else ""
+    return tuning.candidate_key(spec, c.backend, version, c.device, source, c.algorithm.id)
+
+
+def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settings,
+           placement: Any = None, remeasure: bool = False) -> tuple[list[Candidate], str]:
+    """Order the supported candidates best first, by ``policy``; returns (order, decided_by)."""
+    ok = [c for c in cands if c.support.ok]
+    for c in ok:
+        c.predicted_s = _predict(spec, c)
+    if not ok:
+        return [], "no candidate"
+    db = tuning.database()
+    keys = {c.name: _db_key(spec, c) for c in ok}
+    for c in ok:
+        entry = None if remeasure else db.lookup(keys[c.name])
+        if entry is not None:
+            c.measured_s = float(entry.get("time_s", math.inf))
+            c.measure_note = entry.get("note", "")
+    decided_by = "cost model"
+    have_all = all(c.measured_s is not None for c in ok)
+    if policy == "measure" and not have_all:
+        results = tuning.measure(spec, [c for c in ok if c.measured_s is None], s.tune_budget, placement)
+        when = tuning.now()
+        new = {}
+        for c in ok:
+            if c.name in results:
+                t, note = results[c.name]
+                c.measured_s, c.measure_note = t, note
+                new[keys[c.name]] = {"time_s": t, "note": note, "when": when, "device": c.device.id,
+                                     "spec": spec.describe()}
+        db.record(new)
+        have_all, decided_by = True, "measured now"
+    elif policy in ("auto", "measure") and have_all and len(ok) > 0:
+        decided_by = "tuning database"
+    if policy != "heuristic" and have_all and any(c.measured_s is not None and c.measured_s < math.inf for c in ok):
+        key = lambda c: (c.measured_s if c.measured_s is not None else math.inf, c.predicted_s or math.inf)  # noqa: E731
+    else:
+        decided_by = "cost model"
+        key = lambda c: (c.predicted_s if c.predicted_s is not None else math.inf)  # noqa: E731
+    order = sorted(ok, key=key)
+    return order, decided_by
 
 
 def explain(
@@ -237,13 +373,26 @@ def explain(
     device: str | Device | None = None,
     algorithm: str | None = None,
     placement: Any = None,
+    policy: str | None = None,
+    remeasure: bool = False,
 ) -> Explanation:
-    """The candidate table for ``spec``, with the chosen candidate marked."""
-    cands = collect_candidates(spec, backend=backend, device=device, algorithm=algorithm, placement=placement)
-    best = rank(cands)
-    if best:
-        best[0].chosen = True
-    return Explanation(spec, cands)
+    """The candidate table for ``spec``, with the chosen candidate marked.
+
+    ``remeasure`` (with policy ``measure``) ignores times already in the tuning database.
+    """
+    s = config.current()
+    backend = backend if backend is not None else s.backend
+    device = device if device is not None else s.device
+    algorithm = algorithm if algorithm not in (None, "auto") else s.algorithm
+    policy = policy or s.policy
+    if policy not in config.POLICIES:
+        raise ConvValueError(f"policy={policy!r} is not accepted: give one of {', '.join(config.POLICIES)}")
+    cands = collect_candidates(spec, backend=backend, device=device, algorithm=algorithm, placement=placement,
+                               settings=s)
+    order, decided_by = decide(spec, cands, policy, s, placement, remeasure)
+    if order:
+        order[0].chosen = True
+    return Explanation(spec, cands, policy, decided_by, order)
 
 
 def _no_candidate_error(spec: ConvSpec, expl: Explanation, pinned: bool) -> Exception:
@@ -282,22 +431,45 @@ def plan(
     algorithm: str | None = None,
     placement: Any = None,
 ) -> Plan:
-    """The Plan for ``spec`` (memoized per spec, pins and data placement)."""
+    """The Plan for ``spec`` (memoized per spec, pins, settings and data placement)."""
     if placement is not None and not is_device_array(placement):
         placement = None
     dev_key = device.id if isinstance(device, Device) else device
-    key = (spec, backend, dev_key, algorithm, _placement_key(placement))
+    s = config.current()
+    key = (spec, backend, dev_key, algorithm, _placement_key(placement), s.key())
     with _plans_lock:
         cached = _plans.get(key)
     if cached is not None:
         return cached
     expl = explain(spec, backend=backend, device=device, algorithm=algorithm, placement=placement)
-    chosen = expl.chosen
-    if chosen is None:
-        pinned = any(v not in (None, "auto") for v in (backend, device, algorithm))
+    if not expl.order:
+        pinned = any(v not in (None, "auto") for v in (backend, device, algorithm, s.backend, s.device, s.algorithm))
         raise _no_candidate_error(spec, expl, pinned)
-    kernel = chosen.algorithm.prepare(spec, chosen.device)
-    p = Plan(spec, expl, kernel)
+    kernel = None
+    position = 0
+    errors = []
+    for position, cand in enumerate(expl.order):
+        try:
+            kernel = cand.algorithm.prepare(spec, cand.device)
+            break
+        except Exception as exc:
+            if s.strict:
+                raise
+            errors.append((cand.name, f"{type(exc).__name__}: {exc}"))
+    if kernel is None:
+        raise UnsupportedError(
+            f"every candidate failed to prepare {spec.describe()}:\n" + "\n".join(f"  {n}: {e}" for n, e in errors)
+        )
+    if position:
+        for c in expl.order:
+            c.chosen = False
+        expl.order[position].chosen = True
+        warnings.warn(
+            f"clconv: {errors[0][0]} failed to prepare ({errors[0][1]}); using {expl.order[position].name}",
+            FallbackWarning, stacklevel=3,
+        )
+    p = Plan(spec, expl, kernel, position)
+    p.failures.extend(errors)
     with _plans_lock:
         _plans[key] = p
     return p

@@ -7,6 +7,7 @@ dispatcher unless it is pinned, and then it is rejected with a reason.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import Algorithm, Backend, Device, Kernel, Support
+from ...costmodel import Cost, DeviceProfile, gemm_efficiency, io_bytes, spatial
 from ...hookspecs import hookimpl
 from ...spec import ConvSpec, is_device_array
 from ..._version import __version__
@@ -87,6 +89,10 @@ class Reference(Algorithm):
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         return HostKernel(spec, device, self, ops.reference)
 
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        # float64 einsum, one per kernel tap: no BLAS, a few percent of peak
+        return Cost(spec.flops, 4 * io_bytes(spec), math.prod(spec.kernel) + 2, 0.01)
+
 
 class Im2col(Algorithm):
     """im2col + BLAS matmul in the input's precision (float16 computed in float32), chunked over the batch."""
@@ -104,6 +110,18 @@ class Im2col(Algorithm):
 
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         return HostKernel(spec, device, self, ops.im2col)
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        k = math.prod(spec.kernel)
+        cols = 2.0 * spec.batch * spec.in_channels * k * spatial(spec) * 4
+        if spec.transposed:
+            m, kk = spec.out_per_group * k, spec.in_per_group
+            launches = 3 + k  # one matmul, a strided add per tap
+        else:
+            m, kk = spec.out_per_group, spec.in_per_group * k
+            launches = 3
+        eff = gemm_efficiency(m, spec.batch * spatial(spec), kk, 0.6) / max(1.0, spec.groups ** 0.5 / 2)
+        return Cost(spec.flops, io_bytes(spec) + cols, launches, eff)
 
 
 class NumpyBackend(Backend):
@@ -134,6 +152,28 @@ class NumpyBackend(Backend):
 
     def algorithms(self) -> list[Algorithm]:
         return list(self._algorithms)
+
+    def calibrate(self, device: Device) -> DeviceProfile:
+        """Measure BLAS matmul FLOP/s, copy bandwidth and per-call overhead on the host."""
+        import time
+
+        def timed(fn, reps=5):  # type: ignore[no-untyped-def]
+            fn()
+            ts = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            return sorted(ts)[len(ts) // 2]
+
+        a = np.ones((1024, 1024), np.float32)
+        peak = 2 * 1024**3 / timed(lambda: a @ a) / 1e9
+        x = np.ones(8 * 2**20, np.float32)
+        y = np.empty_like(x)
+        bw = 2 * x.nbytes / timed(lambda: np.copyto(y, x)) / 1e9
+        s = np.ones((4, 4), np.float32)
+        launch = timed(lambda: s @ s, reps=50) * 1e6
+        return DeviceProfile(peak, bw, launch, "calibrated")
 
 
 @hookimpl

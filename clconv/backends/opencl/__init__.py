@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 
 from ...backend import Algorithm, Backend
+from ...costmodel import DeviceProfile
 from ...hookspecs import hookimpl
 from ..._version import __version__
 from . import runtime
 from .algorithms.depthwise import Depthwise
 from .algorithms.direct import Direct
+from .algorithms.im2col import Im2col
 from .runtime import OpenCLDevice
 
 
@@ -27,7 +29,7 @@ class OpenCLBackend(Backend):
         self._devices: list[OpenCLDevice] | None = None
         self.problems: list[str] = []
         self._lock = threading.Lock()
-        self._algorithms: list[Algorithm] = [Direct(), Depthwise()]
+        self._algorithms: list[Algorithm] = [Direct(), Depthwise(), Im2col()]
 
     def devices(self) -> list[OpenCLDevice]:  # type: ignore[override]
         with self._lock:
@@ -37,6 +39,45 @@ class OpenCLBackend(Backend):
 
     def algorithms(self) -> list[Algorithm]:
         return list(self._algorithms)
+
+    def source_hash(self) -> str:
+        return runtime.sources_hash()
+
+    def calibrate(self, device: OpenCLDevice) -> DeviceProfile:
+        """Measure peak float32 FLOP/s, copy bandwidth and launch overhead with micro-kernels."""
+        import time
+
+        import numpy as np
+        import pyopencl as cl
+        import pyopencl.array as cl_array
+
+        iters = 4096
+        prog = runtime.build_program(device, "calibrate.cl", {"ITERS": iters})
+        q = device.queue
+        wg = min(64, device.max_work_group_size)
+        n = device.compute_units * 256 * wg // 64
+        out = cl_array.empty(q, n, np.float32)
+
+        def timed(fn, reps=5):  # type: ignore[no-untyped-def]
+            fn()
+            q.finish()
+            ts = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                fn()
+                q.finish()
+                ts.append(time.perf_counter() - t)
+            return sorted(ts)[len(ts) // 2]
+
+        t = timed(lambda: runtime.launch(q, prog, "peak_fma", (n,), (wg,), out.data, np.float32(0.999)))
+        peak = n * iters * 8 * 8 * 2 / t / 1e9
+        m = 16 * 2**20 // 16  # float4 elements in 16 MiB
+        x = cl_array.zeros(q, m * 4, np.float32)
+        y = cl_array.empty(q, m * 4, np.float32)
+        t = timed(lambda: runtime.launch(q, prog, "copy", (m,), (wg,), x.data, y.data))
+        bw = 2 * m * 16 / t / 1e9
+        t = timed(lambda: runtime.launch(q, prog, "empty", (wg,), (wg,), out.data), reps=20)
+        return DeviceProfile(peak, bw, t * 1e6, "calibrated")
 
 
 @hookimpl

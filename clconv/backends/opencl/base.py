@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import Algorithm, Device, Kernel, Support, first_failure
+from ...costmodel import Cost, io_bytes
 from ...errors import ConvValueError, UnsupportedError
 from ...spec import ConvSpec, is_device_array
 from . import runtime
@@ -39,6 +40,13 @@ def round_up(n: int, m: int) -> int:
 
 class OpenCLAlgorithm(Algorithm):
     """Base of the OpenCL algorithms."""
+
+    #: Enqueues a call with host arrays adds around the kernels: input and weight
+    #: uploads and the output download (each costs about one launch on every device).
+    HOST_TRANSFER_LAUNCHES = 3
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, self.efficiency)
 
     def common_support(self, spec: ConvSpec, device: Device) -> Support:
         """Checks every OpenCL algorithm shares: device type, capabilities, 32-bit indexing."""

@@ -284,12 +284,20 @@ def enumerate_devices() -> tuple[list[OpenCLDevice], list[str]]:
 # ------------------------------------------------------------------ builds
 def cache_root() -> Path:
     """The clconv cache folder (``CLCONV_CACHE_DIR`` overrides the platform default)."""
-    env = os.environ.get("CLCONV_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
+    from ...tuning import cache_dir
 
-    return Path(platformdirs.user_cache_dir("clconv"))
+    return cache_dir()
+
+
+@lru_cache(maxsize=None)
+def sources_hash() -> str:
+    """A hash of every kernel source and header: tuning results are keyed by it."""
+    h = hashlib.sha256()
+    root = kernels_dir()
+    for path in sorted(root.glob("*.cl")) + sorted(root.glob("*.h")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _disk_cache_enabled() -> bool:

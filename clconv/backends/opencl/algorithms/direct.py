@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ....backend import Device, Kernel, Support
+from ....costmodel import Cost, io_bytes
 from ....spec import ConvSpec
 from .. import runtime
 from ..base import DEFAULT_LOCAL, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
@@ -56,3 +57,7 @@ class Direct(OpenCLAlgorithm):
 
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         return DirectKernel(spec, device, self)
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        # one work-item per output, scalar loads, no reuse in registers: a few percent of peak
+        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, 0.04 if not spec.transposed else 0.02)
