@@ -14,9 +14,9 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from . import backends, cache, conformance, devices, explain, tune
+    from . import backends, bench, cache, conformance, devices, explain, tune
 
-    for mod in (devices, backends, explain, tune, cache, conformance):
+    for mod in (devices, backends, explain, bench, tune, cache, conformance):
         cli.add_command(mod.command)
     try:
         from ..plugins import get_host
