@@ -12,7 +12,9 @@ def main() -> int:
     print(f"clconv {clconv.__version__}")
     print("devices:")
     for d in clconv.list_devices():
-        print(f"  {d.id:<14} {d.kind:<4} {d.name} ({d.driver})")
+        problem = d.problem()
+        status = "usable" if not problem else f"unusable: {problem}"
+        print(f"  {d.id:<14} {d.kind:<4} {d.name} ({d.driver}) - {status}")
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 16, 32, 32)).astype(np.float32)
