@@ -11,6 +11,7 @@ round trip; N = 0 launches nothing.
 from __future__ import annotations
 
 import math
+import threading
 from abc import abstractmethod
 from typing import Any
 
@@ -94,35 +95,67 @@ class OpenCLKernel(Kernel):
                 raise ConvValueError("input is a pyopencl array without a queue: create it with a queue")
         else:
             queue = self.device.queue
-        ctx = queue.context
         if spec.batch == 0:
             if out is not None:
                 return out
             if on_device:
                 return cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
             return np.empty(spec.output_shape, dtype=spec.dtype)
-        x = _device_array("input", input, ctx, queue, spec.dtype)
-        w = _device_array("weight", weight, ctx, queue, spec.dtype)
-        b = _device_array("bias", bias, ctx, queue, spec.dtype) if bias is not None else None
+        # Host data goes through staging buffers that live as long as the kernel: a
+        # cached plan then makes no device allocations per call, only the copies.
+        lock = self.__dict__.setdefault("_stage_lock", threading.Lock())
+        with lock:
+            return self._compute(queue, on_device, input, weight, bias, out)
+
+    def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
+        spec = self.spec
+        ctx = queue.context
+        keep = []  # host arrays whose non-blocking uploads are in flight
+
+        def device(name: str, arr: Any) -> Any:
+            if is_device_array(arr):
+                return _device_array(name, arr, ctx, queue, spec.dtype)
+            host = runtime.host_array(arr, spec.dtype)
+            keep.append(host)
+            return self._stage(queue, name, host)
+
+        x = device("input", input)
+        w = device("weight", weight)
+        b = device("bias", bias) if bias is not None else None
         if out is not None and is_device_array(out):
             y = _device_array("out", out, ctx, queue, spec.dtype)
         elif out is not None:
             # Start from the caller's values, so that an element the kernel fails to
             # write keeps them (the conformance suite poisons `out` to catch that).
-            y = cl_array.to_device(queue, runtime.host_array(out, spec.dtype))
-        else:
+            y = device("out", out)
+        elif on_device:
             y = cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
+        else:
+            y = self._stage(queue, "out", None)
         try:
             self.run(queue, x, w, b, y)
+            if out is not None and is_device_array(out) or (out is None and on_device):
+                return out if out is not None else y
+            result = out if out is not None and out.flags.c_contiguous else np.empty(spec.output_shape, spec.dtype)
+            cl.enqueue_copy(queue, result, y.data, is_blocking=True)
         except cl.Error as exc:
             raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
-        if out is not None:
-            if not is_device_array(out):
-                out[...] = y.get(queue)
+        if out is not None and result is not out:
+            out[...] = result
             return out
-        if on_device:
-            return y
-        return y.get(queue)
+        return result
+
+    def _stage(self, queue: Any, name: str, host: Any) -> Any:
+        """This kernel's device buffer for ``name`` in the queue's context, filled from ``host``."""
+        cache = self.__dict__.setdefault("_staging", {})
+        shape = self.spec.output_shape if host is None else host.shape
+        key = (queue.context.int_ptr, name)
+        arr = cache.get(key)
+        if arr is None or arr.shape != tuple(shape):
+            arr = cache[key] = cl_array.empty(queue, shape, np.dtype(self.spec.dtype))
+        if host is not None:
+            cl.enqueue_copy(queue, arr.data, host, is_blocking=False)
+        return arr
 
     @abstractmethod
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
@@ -135,8 +168,15 @@ class OpenCLKernel(Kernel):
         return arr.base_data, np.int32(arr.offset // arr.dtype.itemsize)
 
     def program(self, ctx: Any, filename: str, defines: dict[str, Any]) -> Any:
-        d = dict(runtime.dtype_defines(self.spec.dtype))
-        d.update(defines)
-        return runtime.build_program(
-            self.device, filename, d, context=ctx, fp64=self.spec.dtype == "float64"
-        )
+        """The built program of ``filename`` with ``defines`` in ``ctx``, memoized on this kernel
+        (so a cached plan does not even hash its source again)."""
+        memo = self.__dict__.setdefault("_programs", {})
+        key = (ctx.int_ptr, filename, tuple(sorted(defines.items())))
+        prog = memo.get(key)
+        if prog is None:
+            d = dict(runtime.dtype_defines(self.spec.dtype))
+            d.update(defines)
+            prog = memo[key] = runtime.build_program(
+                self.device, filename, d, context=ctx, fp64=self.spec.dtype == "float64"
+            )
+        return prog

@@ -1,0 +1,95 @@
+"""Dispatch regret on a layer suite: time(chosen candidate) / time(fastest candidate).
+
+For every layer, every supported candidate (backend, device, algorithm) is timed in
+this run (warm-up, median of repeats): that is the ground truth. Then:
+
+- heuristic: the cost model's choice (policy "heuristic"), with the devices
+  calibrated first (as ``clconv tune`` does);
+- tuned: the choice after ``clconv tune`` (policy "measure" fills a fresh tuning
+  database, then policy "auto" reads it).
+
+Regret = ground-truth time of the chosen candidate / ground-truth time of the
+fastest. Reported per layer and as a geometric mean.
+
+    python benchmarks/regret.py [--suite all] [--repeats 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="all")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=3.0, help="tuning budget per spec, seconds")
+    ap.add_argument("--slow", type=float, default=3.0, help="candidates whose warm-up call exceeds this are not repeated")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    os.environ.setdefault("CLCONV_CACHE_DIR", tempfile.mkdtemp(prefix="clconv-regret-"))
+
+    from clconv import config, dispatch, tuning
+    from clconv.bench import geomean, layer_arrays
+    from clconv.plugins import get_host
+    from clconv.suites import suite
+
+    db = tuning.database()
+    for be in get_host().backends().values():
+        if hasattr(be, "calibrate"):
+            for d in be.devices():
+                if not d.problem():
+                    db.set_profile(d, be.calibrate(d))
+
+    rows = []
+    for layer in suite(args.suite):
+        spec = layer.spec()
+        x, w, b = layer_arrays(spec)
+        heur = dispatch.explain(spec, policy="heuristic")
+        truth: dict[str, float] = {}
+        for c in heur.order:
+            k = c.algorithm.prepare(spec, c.device)
+            t0 = time.perf_counter()
+            k(x, w, b)
+            first = time.perf_counter() - t0
+            if first > args.slow:
+                truth[c.name] = first
+                continue
+            ts = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                k(x, w, b)
+                ts.append(time.perf_counter() - t)
+            truth[c.name] = sorted(ts)[len(ts) // 2]
+        with config.settings(tune_budget=args.budget):
+            dispatch.explain(spec, policy="measure", remeasure=True)
+        tuned = dispatch.explain(spec, policy="auto")
+        best = min(truth, key=truth.get)
+        h, t = heur.chosen.name, tuned.chosen.name
+        rows.append({
+            "layer": layer.name, "fastest": best, "fastest_ms": truth[best] * 1e3,
+            "heuristic": h, "heuristic_regret": truth[h] / truth[best],
+            "tuned": t, "tuned_regret": truth[t] / truth[best], "decided_by": tuned.decided_by,
+            "times_ms": {k: v * 1e3 for k, v in truth.items()},
+        })
+        r = rows[-1]
+        print(f"{layer.name:34s} fastest {best.split('/', 1)[1]:28s} {r['fastest_ms']:9.3f} ms  "
+              f"heuristic {r['heuristic_regret']:.2f}x ({h.split('/', 1)[1]})  "
+              f"tuned {r['tuned_regret']:.2f}x ({t.split('/', 1)[1]})", flush=True)
+    gh = geomean([r["heuristic_regret"] for r in rows])
+    gt = geomean([r["tuned_regret"] for r in rows])
+    print(f"\ngeometric mean regret: heuristic {gh:.3f}x, after tune {gt:.3f}x over {len(rows)} layers")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"suite": args.suite, "heuristic_geomean": gh, "tuned_geomean": gt, "layers": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
