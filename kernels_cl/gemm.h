@@ -4,18 +4,24 @@
  * into TM * NV vector accumulators:
  *   A(m, k) = a[m * lda + k]     (A_TRANS == 0: a row-major weight)
  *           = a[k * lda + m]     (A_TRANS == 1: a transposed weight, for conv_transpose)
- *   B(k, n) = b[k * ldb + n]     (the workspace: ldb % TN == 0, 64-byte aligned rows
- *                                 when VW * sizeof(GACC) <= 64, zeros in columns N..ldb-1)
+ *   B(k, n) = b[k * ldb + n]     (the workspace, or the input of a pointwise conv:
+ *                                 b and ldb multiples of VW elements from a buffer start,
+ *                                 so vector loads are aligned; columns past N readable)
  * The caller's epilogue stores the tile.
  *
  * The reduction over k runs in one fixed order per output element: the same bits every
  * run. Edge tiles: rows past M read row M-1 (valid memory; the caller does not store
- * them); columns past N read the zero padding of B.
+ * them); columns past N read B's padding (zeros in the workspace) and are not stored.
  *
  * Plain a*b+c on purpose (not fma()/mad()), and B vectors are loaded through cast
  * pointers: on PoCL's CPU driver vloadN compiles to a function call.
  *
- * Macros: GACC (float or double: the compute type), VW (vector width: 4, 8 or 16),
+ * No explicit K-blocking: a work-item streams its whole K once, keeping its tile in
+ * registers. Cache blocking comes from the launch instead: a work-group is one column tile
+ * by several row tiles (local size (1, L)), and PoCL's CPU driver runs a work-group's items
+ * one after another on one core, so the K x TN panel of B they share stays in L1/L2.
+ *
+ * Macros: GACC (float or double: the compute type), VW (vector width: 2, 4, 8 or 16),
  *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1).
  */
 #ifndef CLCONV_GEMM_H

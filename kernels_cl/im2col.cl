@@ -15,11 +15,15 @@
  *         o + pad_before = i*stride + k*dilation, the column entry of (co, k) at input i.
  *         No atomics, no zero insertion, fixed order: the same bits every run.
  *
+ * Index arithmetic writes q - (q / d) * d rather than q % d: LLVM then emits no `freeze`,
+ * which Oclgrind's uninitialized-value checker cannot interpret.
+ *
  * Workspace (B, columns) is GACC (float for float16 storage, float32; double for float64),
  * with rows of ldb elements, ldb a multiple of the GEMM tile width; padding columns hold zeros.
  *
  * Macros: CLCONV_DTYPE (common.h), PADDING_MODE (0..3), HAS_BIAS (0/1), and the GEMM tile
- * macros of gemm.h: VW, NV, TM, A_TRANS.
+ * macros of gemm.h: VW, NV, TM, A_TRANS; B_DIRECT (0/1, see gemm_conv); COL2IM_SEG (outputs per
+ * col2im work-item).
  */
 #include "common.h"
 
@@ -32,11 +36,16 @@
 #include "gemm.h"
 
 /* Columns q0 .. q0+P-1 of the flattened batch (ldb columns written; P..ldb-1 get zeros).
- * One work-item per (column, input channel); it writes that channel's K rows. */
+ *
+ * A work-item fills SEG consecutive columns of one workspace row (cin*K + tap):
+ * get_global_id(0) = column segment, get_global_id(1) = workspace row. It decodes its first
+ * column once, then walks output row by output row: the columns of one output row (n, od, oh)
+ * read one input row at iw = ow*SW + kw*DW - PW, copied as the left padding, the interior (a
+ * plain strided copy that the compiler vectorizes) and the right padding. */
 __kernel void im2col(
     __global const T* restrict x, const int x_off,
     __global GACC* restrict cols, const int cols_off, const int ldb,
-    const int q0, const int P, const int C_in,
+    const int q0, const int P, const int C_in, const int SEG,
     const int ID, const int IH, const int IW,
     const int OD, const int OH, const int OW,
     const int KD, const int KH, const int KW,
@@ -44,35 +53,66 @@ __kernel void im2col(
     const int DD, const int DH, const int DW,
     const int PD, const int PH, const int PW)
 {
-    const int c = get_global_id(0);
-    const int cin = get_global_id(1);
-    if (c >= ldb || cin >= C_in) return;
+    const int c_lo = get_global_id(0) * SEG;
+    const int row = get_global_id(1);
     const int KK = KD * KH * KW;
-    __global GACC* out = cols + cols_off + cin * KK * ldb + c;
-    if (c >= P) {
-        for (int t = 0; t < KK; ++t) out[t * ldb] = (GACC)0;
-        return;
-    }
-    int r = q0 + c;
-    const int ow = r % OW; r /= OW;
-    const int oh = r % OH; r /= OH;
-    const int od = r % OD;
-    const int n = r / OD;
-    const int xc = (n * C_in + cin) * ID;
-    int t = 0;
-    for (int kd = 0; kd < KD; ++kd) {
-        const int id = clconv_pad_index(od * SD - PD + kd * DD, ID, PADDING_MODE);
-        for (int kh = 0; kh < KH; ++kh) {
+    if (c_lo >= ldb || row >= C_in * KK) return;
+    const int c_end = min(c_lo + SEG, ldb);
+    const int c_valid = min(c_end, P);
+    __global GACC* out = cols + cols_off + row * ldb;
+
+    const int cin = row / KK, t = row - cin * KK;
+    const int t1 = t / KW, kw = t - t1 * KW;
+    const int kd = t1 / KH, kh = t1 - kd * KH;
+    const int w_first = kw * DW - PW;
+    /* ow in [a_all, b_all) reads inside the input row: iw = ow*SW + w_first in [0, IW) */
+    const int a_all = w_first < 0 ? (-w_first + SW - 1) / SW : 0;
+    const int b_all = IW > w_first ? (IW - w_first + SW - 1) / SW : 0;
+
+    int c = c_lo;
+    if (c < c_valid) {
+        const int q = q0 + c;
+        const int r1 = q / OW;
+        int ow = q - r1 * OW;
+        const int r2 = r1 / OH;
+        int oh = r1 - r2 * OH;
+        int n = r2 / OD;
+        int od = r2 - n * OD;
+        while (c < c_valid) {
+            const int hi = min(OW, ow + c_valid - c);   /* this output row: ow in [ow, hi) */
+            __global GACC* o = out + c - ow;
+            const int id = clconv_pad_index(od * SD - PD + kd * DD, ID, PADDING_MODE);
             const int ih = clconv_pad_index(oh * SH - PH + kh * DH, IH, PADDING_MODE);
-            const int xrow = ((xc + id) * IH + ih) * IW;
-            for (int kw = 0; kw < KW; ++kw, ++t) {
-                const int iw = clconv_pad_index(ow * SW - PW + kw * DW, IW, PADDING_MODE);
-                GACC v = (GACC)0;
-                if ((id | ih | iw) >= 0) v = LOAD(x, x_off + xrow + iw);
-                out[t * ldb] = v;
+            if ((id | ih) < 0) {
+                for (int j = ow; j < hi; ++j) o[j] = (GACC)0;
+            } else {
+                const __global T* xr = x + x_off + (((n * C_in + cin) * ID + id) * IH + ih) * IW;
+                const int a = clamp(a_all, ow, hi);
+                const int b = clamp(b_all, a, hi);
+                for (int j = ow; j < a; ++j) {
+                    const int iw = clconv_pad_index(j * SW + w_first, IW, PADDING_MODE);
+                    o[j] = iw >= 0 ? LOAD(xr, iw) : (GACC)0;
+                }
+                if (SW == 1) {
+                    const __global T* xs = xr + w_first;
+                    for (int j = a; j < b; ++j) o[j] = LOAD(xs, j);
+                } else {
+                    for (int j = a; j < b; ++j) o[j] = LOAD(xr, j * SW + w_first);
+                }
+                for (int j = b; j < hi; ++j) {
+                    const int iw = clconv_pad_index(j * SW + w_first, IW, PADDING_MODE);
+                    o[j] = iw >= 0 ? LOAD(xr, iw) : (GACC)0;
+                }
+            }
+            c += hi - ow;
+            ow = 0;
+            if (++oh == OH) {
+                oh = 0;
+                if (++od == OD) { od = 0; ++n; }
             }
         }
     }
+    for (; c < c_end; ++c) out[c] = (GACC)0;   /* the zero padding up to the tile width */
 }
 
 /* n elements of T to GACC (the float copy of a float16 weight). */
@@ -83,10 +123,15 @@ __kernel void to_acc(__global const T* restrict src, const int src_off,
     if (i < n) dst[dst_off + i] = LOAD(src, src_off + i);
 }
 
-/* conv: y[q0 + column] of every row of group g = W_g @ B_g, plus bias. */
+/* conv: y[q0 + column] of every row of group g = W_g @ B_g, plus bias.
+ * B_DIRECT == 0: B_g is the workspace (b_gstride apart per group, rows of ldb).
+ * B_DIRECT == 1 (pointwise conv, O % TN == 0): B_g is read straight from the input x: the
+ *   tile's columns lie in one image, B_g(k, pos) = x[b_off + img*b_istride + g*b_gstride
+ *   + k*ldb + pos] with ldb = O. */
 __kernel void gemm_conv(
     __global const GACC* restrict a, const int a_off, const int lda, const int a_gstride,
     __global const GACC* restrict b, const int b_off, const int ldb, const int b_gstride,
+    const int b_istride,
     const int M, const int N, const int K,
     __global const T* restrict bias, const int bias_off,
     __global T* restrict y, const int y_off,
@@ -96,37 +141,70 @@ __kernel void gemm_conv(
     const int m0 = get_global_id(1) * TM;
     const int g = get_global_id(2);
     if (n0 >= N || m0 >= M) return;
+    /* the tile's first column: image and position */
+    const int q = q0 + n0;
+    int img = q / O;
+    int pos = q - img * O;
+#if B_DIRECT
+    const __global GACC* bp = b + b_off + img * b_istride + g * b_gstride + pos;
+#else
+    const __global GACC* bp = b + b_off + g * b_gstride + n0;
+#endif
     VACC acc[TM][NV];
-    gemm_tile(a + a_off + g * a_gstride, lda, b + b_off + g * b_gstride + n0, ldb, M, K, m0, acc);
+    gemm_tile(a + a_off + g * a_gstride, lda, bp, ldb, M, K, m0, acc);
 
-    /* where each column of the tile goes in y (relative to output channel 0) */
+    const int ncols = min(TN, N - n0);
+    const int co0 = g * M + m0;
+    if (ncols == TN && pos + TN <= O) { /* the common case: TN contiguous outputs per row */
+        __global T* yp = y + y_off + (img * C_out + co0) * O + pos;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            if (m0 + i < M) {
+#if HAS_BIAS
+                const GACC bv = LOAD(bias, bias_off + co0 + i);
+#else
+                const GACC bv = (GACC)0;
+#endif
+#pragma unroll
+                for (int v = 0; v < NV; ++v) {
+                    const VACC r = acc[i][v] + bv;
+#if CLCONV_DTYPE == 16 /* one conversion call per vector, not per element */
+                    CLCONV_CAT(CLCONV_CAT(vstore_half, VW), _rte)(r, 0, yp + i * O + v * VW);
+#else
+#pragma unroll
+                    for (int e = 0; e < VW; ++e)
+                        STORE(((const GACC*)&r)[e], yp, i * O + v * VW + e);
+#endif
+                }
+            }
+        }
+        return;
+    }
+    /* edge tiles, and tiles that straddle two images: where each column goes */
     int col_at[TN];
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
-        const int q = q0 + min(n0 + j, N - 1);
-        const int img = q / O;
-        col_at[j] = img * C_out * O + (q - img * O);
+        col_at[j] = img * C_out * O + pos;
+        if (++pos == O) { pos = 0; ++img; }
     }
-    const int ncols = min(TN, N - n0);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const int m = m0 + i;
-        if (m >= M) break;
-        const int co = g * M + m;
-        const int base = y_off + co * O;
+        if (m0 + i < M) {
+            const int co = co0 + i;
+            const int base = y_off + co * O;
 #if HAS_BIAS
-        const GACC bv = LOAD(bias, bias_off + co);
+            const GACC bv = LOAD(bias, bias_off + co);
 #else
-        const GACC bv = (GACC)0;
+            const GACC bv = (GACC)0;
 #endif
 #pragma unroll
-        for (int v = 0; v < NV; ++v) {
-            GACC t[VW];
-            *(VACC*)t = acc[i][v];
+            for (int v = 0; v < NV; ++v) {
+                const VACC r = acc[i][v] + bv;
 #pragma unroll
-            for (int e = 0; e < VW; ++e) {
-                const int j = v * VW + e;
-                if (j < ncols) STORE(t[e] + bv, y, base + col_at[j]);
+                for (int e = 0; e < VW; ++e) {
+                    const int j = v * VW + e;
+                    if (j < ncols) STORE(((const GACC*)&r)[e], y, base + col_at[j]);
+                }
             }
         }
     }
@@ -148,65 +226,107 @@ __kernel void gemm_cols(
     __global GACC* out = c + c_off + g * c_gstride + n0;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        if (m0 + i >= M) break;
+        if (m0 + i < M) {
 #pragma unroll
-        for (int v = 0; v < NV; ++v)
-            *(__global VACC*)(out + (m0 + i) * ldb + v * VW) = acc[i][v];
+            for (int v = 0; v < NV; ++v)
+                *(__global VACC*)(out + (m0 + i) * ldb + v * VW) = acc[i][v];
+        }
+    }
+}
+
+/* A transposed axis: output o reaches input i = (o + pad - k*dil) / stride through the taps k
+ * where that division is exact. The first such tap is among the first `stride` ones; the
+ * next ones follow every kstep = stride / gcd(stride, dil) taps, i falling by
+ * istep = dil / gcd(stride, dil) each time. Sets *k0 (kn when no tap reaches) and *i0. */
+inline void first_tap(const int t, const int s, const int dil, const int kn, int* k0, int* i0)
+{
+    *k0 = kn;
+    *i0 = 0;
+    const int n = min(kn, s);
+    for (int k = 0; k < n; ++k) {
+        const int u = t - k * dil;
+        const int i = u / s;
+        if (i * s == u) {
+            *k0 = k;
+            *i0 = i;
+            return;
+        }
     }
 }
 
 /* transposed: output channels c0 .. c0+cc-1 of every group, images n0 .. n0+nb-1.
- * cols row (co - c0)*K + tap, column (n - n0)*I + i of group g holds W(.., co, tap) . x(n, .., i). */
+ * cols row (co - c0)*K + tap, column (n - n0)*I + i of group g holds W(.., co, tap) . x(n, .., i).
+ *
+ * A work-item computes a segment [ow_lo, ow_lo + COL2IM_SEG) of one output row (n, co, od, oh):
+ * get_global_id(0) = row * nseg + segment, rows ordered (n - n0, g, co - c0, od, oh). The d and
+ * h taps are found once per row. Along w, the outputs with the same (ow + PW) % SW form a
+ * residue class that shares its taps, and tap by tap reads consecutive column entries: for
+ * each class and tap, one plain loop adds a run of column entries into the segment's private
+ * accumulators. Every output still sums its taps in ascending (kd, kh, kw) order, then bias.
+ * KSD..KSW, ISD..ISW: the per-axis kstep and istep of first_tap(), computed on the host. */
 __kernel void col2im(
     __global const GACC* restrict cols, const int cols_off, const int ldb, const int c_gstride,
     __global const T* restrict bias, const int bias_off,
     __global T* restrict y, const int y_off,
-    const int total,                /* nb * groups * cc * O */
+    const int rows, const int nseg, /* rows = nb * groups * cc * OD * OH */
     const int n0, const int c0, const int cc, const int groups, const int cog,
     const int ID, const int IH, const int IW,
     const int OD, const int OH, const int OW,
     const int KD, const int KH, const int KW,
     const int SD, const int SH, const int SW,
     const int DD, const int DH, const int DW,
-    const int PD, const int PH, const int PW)
+    const int PD, const int PH, const int PW,
+    const int KSD, const int KSH, const int KSW,
+    const int ISD, const int ISH, const int ISW)
 {
-    const int gid = get_global_id(0);
-    if (gid >= total) return;
-    int r = gid;
-    const int ow = r % OW; r /= OW;
-    const int oh = r % OH; r /= OH;
-    const int od = r % OD; r /= OD;
-    const int cl = r % cc; r /= cc;
-    const int g = r % groups;
-    const int nl = r / groups;
+    const int item = get_global_id(0);
+    if (item >= rows * nseg) return;
+    const int row = item / nseg, seg = item - row * nseg;
+    const int r2 = row / OH, oh = row - r2 * OH;
+    const int r3 = r2 / OD, od = r2 - r3 * OD;
+    const int r4 = r3 / cc, cl = r3 - r4 * cc;
+    const int nl = r4 / groups, g = r4 - nl * groups;
+    const int ow_lo = seg * COL2IM_SEG;
+    const int n = min(COL2IM_SEG, OW - ow_lo);
     const int KK = KD * KH * KW;
     const int I = ID * IH * IW;
     const __global GACC* src = cols + cols_off + g * c_gstride + cl * KK * ldb + nl * I;
-    GACC acc = (GACC)0;
-    for (int kd = 0; kd < KD; ++kd) {
-        const int td = od + PD - kd * DD;
-        if (td < 0 || td % SD) continue;
-        const int id = td / SD;
-        if (id >= ID) continue;
-        for (int kh = 0; kh < KH; ++kh) {
-            const int th = oh + PH - kh * DH;
-            if (th < 0 || th % SH) continue;
-            const int ih = th / SH;
-            if (ih >= IH) continue;
-            for (int kw = 0; kw < KW; ++kw) {
-                const int tw = ow + PW - kw * DW;
-                if (tw < 0 || tw % SW) continue;
-                const int iw = tw / SW;
-                if (iw >= IW) continue;
-                const int tap = (kd * KH + kh) * KW + kw;
-                acc += src[tap * ldb + (id * IH + ih) * IW + iw];
+    int kd0, id0, kh0, ih0;
+    first_tap(od + PD, SD, DD, KD, &kd0, &id0);
+    first_tap(oh + PH, SH, DH, KH, &kh0, &ih0);
+
+    GACC acc[COL2IM_SEG];
+    for (int j = 0; j < n; ++j) acc[j] = (GACC)0;
+    const int t_lo = ow_lo + PW;
+    const int q_lo = t_lo / SW, r_lo = t_lo - q_lo * SW;   /* t_lo = q_lo * SW + r_lo */
+    for (int j = 0; j < min(SW, n); ++j) {                  /* outputs ow_lo + j + m*SW */
+        const int cnt = (n - j + SW - 1) / SW;
+        /* t = ow + PW = q * SW + r: the first w tap depends on r only */
+        int r = r_lo + j, q = q_lo;
+        if (r >= SW) { r -= SW; ++q; }
+        int kw0, c;
+        first_tap(r, SW, DW, KW, &kw0, &c);             /* c = (r - kw0*DW) / SW, exact */
+        for (int kd = kd0, id = id0; kd < KD && id >= 0; kd += KSD, id -= ISD) {
+            if (id >= ID) continue;
+            for (int kh = kh0, ih = ih0; kh < KH && ih >= 0; kh += KSH, ih -= ISH) {
+                if (ih >= IH) continue;
+                const __global GACC* s_row = src + (kd * KH + kh) * KW * ldb + (id * IH + ih) * IW;
+                for (int kw = kw0, iw = q + c; kw < KW; kw += KSW, iw -= ISW) {
+                    /* output m of the class reads input iw + m, which must lie in [0, IW) */
+                    const int m_lo = max(0, -iw), m_hi = min(cnt, IW - iw);
+                    const __global GACC* sp = s_row + kw * ldb + iw;
+                    for (int m = m_lo; m < m_hi; ++m) acc[j + m * SW] += sp[m];
+                }
             }
         }
     }
     const int co = g * cog + c0 + cl;
 #if HAS_BIAS
-    acc += LOAD(bias, bias_off + co);
+    const GACC bv = LOAD(bias, bias_off + co);
+#else
+    const GACC bv = (GACC)0;
 #endif
-    const int O = OD * OH * OW;
-    STORE(acc, y, y_off + ((n0 + nl) * groups * cog + co) * O + (gid % O));
+    const int y_row =
+        y_off + ((n0 + nl) * groups * cog + co) * (OD * OH * OW) + (od * OH + oh) * OW + ow_lo;
+    for (int j = 0; j < n; ++j) STORE(acc[j] + bv, y, y_row + j);
 }

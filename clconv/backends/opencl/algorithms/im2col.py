@@ -1,0 +1,634 @@
+"""im2col: column building + a tiled, register-blocked GEMM per group (kernels_cl/im2col.cl).
+
+conv: ``im2col`` writes the columns of a chunk of the flattened batch into a
+workspace (every padding mode, stride, dilation, asymmetric padding, groups;
+1D/2D/3D as 3D), then ``gemm_conv`` computes W_g @ cols_g for every group and
+writes each column straight into the NC(D)(H)W output, plus bias.
+
+conv_transpose: ``im2col`` with a 1x1x1 kernel packs a chunk of whole images
+of x, ``gemm_cols`` computes W_g^T @ x_g into a column workspace, and
+``col2im`` gathers each output element from the taps that reach it (no
+atomics, no zero insertion).
+
+The workspace is bounded (:data:`WORKSPACE_BUDGET`, or a quarter of the
+device's max allocation if smaller): conv chunks the flattened batch by
+columns (several images per chunk, or part of one image when one image's
+columns are too large); conv_transpose chunks by whole images, and by output
+channels when one image's columns are too large. It is allocated once per
+queue and reused by every later call (:class:`WorkspacePool`). A pointwise
+conv whose image size is a multiple of the tile width needs no workspace:
+the GEMM reads the input itself. The reduction order is fixed: the same bits
+run after run.
+
+GEMM tiles (PoCL 3.1, AVX-512 Zen 5, 2 cores; GFLOP/s of the GEMM kernel
+alone on 64x56x56 3x3, 256x14x14 3x3, 256->64 1x1 56x56, best of rounds on a
+shared, noisy machine): float32 TM x TN = 8 x 32 (VW 16, NV 2) with local
+(1, 8): ~500/430/480; 6 x 32: ~450/385/435; 4 x 32: ~310/340/375; 8 x 16:
+~320/350/390; 6 x 48: ~350/365/410; 12 x 32 spills registers (<150). Local
+(1, 8) keeps the K x TN panel of B in cache across the 8 row tiles of a
+work-group (PoCL runs a work-group's items one after another on one core).
+float64 8 x 16 (VW 8, NV 2): ~245/235/245; 6 x 16: ~235/210/235.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....backend import Device, Kernel, Support, first_failure
+from ....spec import ConvSpec
+from .. import runtime
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
+from ..runtime import OpenCLDevice, cl
+
+_MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+#: Upper bound on the workspace in bytes (module-level so tests can shrink it and force chunking).
+WORKSPACE_BUDGET = 64 * 2**20
+
+#: Workspace regions start at multiples of this many elements, so vector loads stay aligned.
+_ALIGN = 32
+
+#: Local size of to_acc.
+_LOCAL_1D = 64
+
+#: col2im: a work-item computes at most this many outputs of one output row (private accumulators).
+_COL2IM_SEG = 64
+
+#: Local size of col2im.
+_COL2IM_LOCAL = 8
+
+#: im2col: a work-item fills this many consecutive columns of one workspace row.
+_IM2COL_SEG = 512
+
+#: Local size of im2col (dim 0: output row segments, dim 1: workspace rows).
+_IM2COL_LOCAL = (1, 8)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """GEMM register tile: TM rows x VW*NV columns per work-item; local work size (l0, l1)."""
+
+    vw: int
+    nv: int
+    tm: int
+    local: tuple[int, int]
+
+    @property
+    def tn(self) -> int:
+        return self.vw * self.nv
+
+    def defines(self) -> dict[str, int]:
+        return {"VW": self.vw, "NV": self.nv, "TM": self.tm}
+
+
+def tiling(spec: ConvSpec, device: Device) -> Tiling:
+    """The GEMM tile for a spec on a device.
+
+    CPUs: one register tile per work-item, vectors as wide as the device's native
+    float vectors. 512-bit vectors (32 registers on AVX-512): 8 x 2 vectors, measured
+    (module doc); narrower ones (AVX2: 16 registers): 6 x 2 vectors, not measured here.
+    Other devices: a small 4 x 8 tile and 64 work-items per group, not measured here.
+    """
+    extra = getattr(device, "extra", {}) or {}
+    if device.kind == "cpu":
+        width = int(
+            extra.get("native_vector_width_float", 0)
+            or extra.get("preferred_vector_width_float", 0)
+            or 8
+        )
+        bits = width * 32
+        vw = max(2, min(16, bits // (compute_itemsize(spec) * 8)))
+        return Tiling(vw=vw, nv=2, tm=8 if bits >= 512 else 6, local=(1, 8))
+    return Tiling(vw=4, nv=2, tm=4, local=(16, 4))
+
+
+def compute_itemsize(spec: ConvSpec) -> int:
+    """Bytes of one workspace element: double for float64, else float (float16 computes in it)."""
+    return 8 if spec.dtype == "float64" else 4
+
+
+def budget_bytes(device: Device) -> int:
+    """The workspace bound on a device; the smallest chunk (TN columns, or one image and one
+    output channel per group for conv_transpose) may exceed it."""
+    max_alloc = getattr(device, "max_alloc_bytes", 0)
+    return min(WORKSPACE_BUDGET, max_alloc // 4) if max_alloc else WORKSPACE_BUDGET
+
+
+def _weight_copy_elems(spec: ConvSpec) -> int:
+    """float16 weights are converted once per call to a float copy the GEMM reads."""
+    return round_up(math.prod(spec.weight_shape), _ALIGN) if spec.dtype == "float16" else 0
+
+
+@dataclass(frozen=True)
+class ConvChunks:
+    """conv: columns of the flattened batch (N * O of them), ``cols`` per chunk."""
+
+    total: int  # N * O
+    cols: int  # columns per chunk, a multiple of the tile width
+    rows: int  # C_in * K
+    w_elems: int
+
+    def elems(self) -> int:
+        return self.w_elems + self.rows * self.cols
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        for q0 in range(0, self.total, self.cols):
+            yield q0, min(self.cols, self.total - q0)
+
+
+@dataclass(frozen=True)
+class TransposedChunks:
+    """conv_transpose: ``images`` whole images per chunk; ``channels`` output channels per group
+    per pass over a chunk."""
+
+    batch: int
+    images: int
+    channels: int
+    cog: int
+    c_in: int
+    groups: int
+    taps: int
+    in_positions: int  # I
+    tn: int
+    w_elems: int
+
+    def ldb(self, images: int) -> int:
+        return round_up(images * self.in_positions, self.tn)
+
+    def pack_elems(self, images: int) -> int:
+        return round_up(self.c_in * self.ldb(images), _ALIGN)
+
+    def elems(self) -> int:
+        ldb = self.ldb(self.images)
+        return (
+            self.w_elems
+            + self.pack_elems(self.images)
+            + self.groups * self.channels * self.taps * ldb
+        )
+
+    def image_chunks(self) -> Iterator[tuple[int, int]]:
+        for n0 in range(0, self.batch, self.images):
+            yield n0, min(self.images, self.batch - n0)
+
+    def channel_chunks(self) -> Iterator[tuple[int, int]]:
+        for c0 in range(0, self.cog, self.channels):
+            yield c0, min(self.channels, self.cog - c0)
+
+
+def conv_chunks(spec: ConvSpec, device: Device) -> ConvChunks:
+    tile = tiling(spec, device)
+    item = compute_itemsize(spec)
+    rows = spec.in_channels * math.prod(spec.kernel)
+    total = spec.batch * math.prod(spec.out_size)
+    w_elems = _weight_copy_elems(spec)
+    room = max(budget_bytes(device) // item - w_elems, 0)
+    cols = max(tile.tn, room // rows // tile.tn * tile.tn)
+    cols = min(cols, round_up(max(total, 1), tile.tn))
+    return ConvChunks(total=total, cols=cols, rows=rows, w_elems=w_elems)
+
+
+def transposed_chunks(spec: ConvSpec, device: Device) -> TransposedChunks:
+    budget = budget_bytes(device) // compute_itemsize(spec)
+
+    def make(images: int, channels: int) -> TransposedChunks:
+        return TransposedChunks(
+            batch=spec.batch,
+            images=images,
+            channels=channels,
+            cog=spec.out_per_group,
+            c_in=spec.in_channels,
+            groups=spec.groups,
+            taps=math.prod(spec.kernel),
+            in_positions=math.prod(spec.in_size),
+            tn=tiling(spec, device).tn,
+            w_elems=_weight_copy_elems(spec),
+        )
+
+    cog = spec.out_per_group
+    if make(1, cog).elems() <= budget:  # whole images: as many as fit
+        per_image = (spec.in_channels + spec.out_channels * math.prod(spec.kernel)) * math.prod(
+            spec.in_size
+        )
+        images = max(1, min(spec.batch, budget // max(per_image, 1)))
+        while images > 1 and make(images, cog).elems() > budget:
+            images -= 1
+        return make(images, cog)
+    channels = cog  # one image is too large: fewer output channels per pass
+    while channels > 1 and make(1, channels).elems() > budget:
+        channels = max(1, channels // 2) if channels > 64 else channels - 1
+    return make(1, channels)
+
+
+def reads_input_directly(spec: ConvSpec, device: Device) -> bool:
+    """Pointwise conv whose per-image column count is a multiple of the tile width: the GEMM
+    reads x itself as B (no im2col, no workspace), provided x's offset keeps vectors aligned."""
+    return (
+        not spec.transposed
+        and spec.is_pointwise
+        and spec.dtype != "float16"
+        and math.prod(spec.out_size) % tiling(spec, device).tn == 0
+    )
+
+
+def chunk_plan(spec: ConvSpec, device: Device) -> ConvChunks | TransposedChunks:
+    return transposed_chunks(spec, device) if spec.transposed else conv_chunks(spec, device)
+
+
+class WorkspacePool:
+    """One growing workspace buffer per queue, shared by every kernel of one Im2col instance.
+
+    Keyed by queue, not by context: an in-order queue runs the kernels of successive calls
+    one after another, so a buffer reused on one queue never overlaps itself, whichever
+    spec (kernel object) uses it; two queues of one context may run concurrently. A call
+    holds the queue's lock while it enqueues, so that two threads sharing a queue cannot
+    interleave their launches. A bigger need replaces the buffer (OpenCL frees the old one
+    once the commands using it finish). The pool keeps a reference to each queue it saw.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
+
+    @contextmanager
+    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
+        with self._lock:
+            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
+        with entry[1]:
+            if entry[2] is None or entry[2].size < nbytes:
+                entry[2] = None
+                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
+            yield entry[2]
+
+    def buffers(self) -> list[Any]:
+        """The current buffers (for tests and reports)."""
+        with self._lock:
+            return [e[2] for e in self._entries.values() if e[2] is not None]
+
+
+class Im2colKernel(OpenCLKernel):
+    """One spec on one device; its workspace comes from the algorithm's per-queue pool."""
+
+    algorithm: Im2col
+
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        s = self.spec
+        tile = tiling(s, self.device)
+        if reads_input_directly(s, self.device) and int(self.buf(x)[1]) % tile.vw == 0:
+            self._run_pointwise(queue, tile, x, w, b, y)
+            return
+        plan = chunk_plan(s, self.device)
+        with self.algorithm.pool.hold(queue, plan.elems() * compute_itemsize(s)) as ws:
+            self._run_columns(queue, tile, plan, ws, x, w, b, y)
+
+    def _program(self, queue: Any, tile: Tiling, b: Any, b_direct: bool) -> Any:
+        s = self.spec
+        return self.program(
+            queue.context,
+            "im2col.cl",
+            {
+                "PADDING_MODE": _MODE[s.padding_mode],
+                "HAS_BIAS": int(b is not None),
+                "A_TRANS": int(s.transposed),
+                "B_DIRECT": int(b_direct),
+                "COL2IM_SEG": _COL2IM_SEG,
+                **tile.defines(),
+            },
+        )
+
+    def _run_columns(
+        self,
+        queue: Any,
+        tile: Tiling,
+        plan: ConvChunks | TransposedChunks,
+        ws: Any,
+        x: Any,
+        w: Any,
+        b: Any,
+        y: Any,
+    ) -> None:
+        s = self.spec
+        prog = self._program(queue, tile, b, b_direct=False)
+        i32 = np.int32
+        if s.dtype == "float16":  # the GEMM reads a float copy of the weight
+            n = math.prod(s.weight_shape)
+            runtime.launch(
+                queue,
+                prog,
+                "to_acc",
+                (round_up(n, _LOCAL_1D),),
+                (_LOCAL_1D,),
+                *self.buf(w),
+                ws,
+                i32(0),
+                i32(n),
+            )
+            a, a_off = ws, i32(0)
+        else:
+            a, a_off = self.buf(w)
+        bias = [*self.buf(b)] if b is not None else [None, i32(0)]
+        if s.transposed:
+            self._run_transposed(queue, prog, tile, plan, x, a, a_off, bias, y, ws)
+        else:
+            self._run_conv(queue, prog, tile, plan, x, a, a_off, bias, y, ws)
+
+    def _shape_args(self, *tuples: tuple[tuple[int, ...], int]) -> list[np.int32]:
+        return [np.int32(v) for t, fill in tuples for v in spatial3(t, fill)]
+
+    def _im2col(
+        self,
+        queue: Any,
+        prog: Any,
+        x: Any,
+        ws: Any,
+        off: int,
+        ldb: int,
+        q0: int,
+        p: int,
+        out_size: tuple[int, ...],
+        kernel: tuple[int, ...],
+        stride: tuple[int, ...],
+        dilation: tuple[int, ...],
+        pad: tuple[int, ...],
+    ) -> None:
+        s = self.spec
+        i32 = np.int32
+        args = [
+            *self.buf(x),
+            ws,
+            i32(off),
+            i32(ldb),
+            i32(q0),
+            i32(p),
+            i32(s.in_channels),
+            i32(_IM2COL_SEG),
+        ]
+        args += self._shape_args(
+            (s.in_size, 1), (out_size, 1), (kernel, 1), (stride, 1), (dilation, 1), (pad, 0)
+        )
+        l0, l1 = _IM2COL_LOCAL
+        gsize = (
+            round_up(-(-ldb // _IM2COL_SEG), l0),
+            round_up(s.in_channels * math.prod(kernel), l1),
+        )
+        runtime.launch(queue, prog, "im2col", gsize, (l0, l1), *args)
+
+    def _gemm_size(
+        self, tile: Tiling, m: int, n: int
+    ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        l0, l1 = tile.local
+        g = (round_up(-(-n // tile.tn), l0), round_up(-(-m // tile.tm), l1), self.spec.groups)
+        return g, (l0, l1, 1)
+
+    def _run_conv(
+        self,
+        queue: Any,
+        prog: Any,
+        tile: Tiling,
+        plan: ConvChunks,
+        x: Any,
+        a: Any,
+        a_off: Any,
+        bias: list[Any],
+        y: Any,
+        ws: Any,
+    ) -> None:
+        s = self.spec
+        i32 = np.int32
+        cig, cog = s.in_per_group, s.out_per_group
+        taps = math.prod(s.kernel)
+        out_pos = math.prod(s.out_size)
+        cols_off = plan.w_elems
+        y_buf, y_off = self.buf(y)
+        for q0, p in plan.chunks():
+            ldb = round_up(p, tile.tn)
+            self._im2col(
+                queue,
+                prog,
+                x,
+                ws,
+                cols_off,
+                ldb,
+                q0,
+                p,
+                s.out_size,
+                s.kernel,
+                s.stride,
+                s.dilation,
+                s.pad_before,
+            )
+            gsize, lsize = self._gemm_size(tile, cog, p)
+            runtime.launch(
+                queue,
+                prog,
+                "gemm_conv",
+                gsize,
+                lsize,
+                a,
+                a_off,
+                i32(cig * taps),
+                i32(cog * cig * taps),
+                ws,
+                i32(cols_off),
+                i32(ldb),
+                i32(cig * taps * ldb),
+                i32(0),
+                i32(cog),
+                i32(p),
+                i32(cig * taps),
+                *bias,
+                y_buf,
+                y_off,
+                i32(q0),
+                i32(out_pos),
+                i32(s.out_channels),
+            )
+
+    def _run_pointwise(self, queue: Any, tile: Tiling, x: Any, w: Any, b: Any, y: Any) -> None:
+        """1x1, stride 1, unpadded: one GEMM launch per call with B = x itself."""
+        s = self.spec
+        i32 = np.int32
+        prog = self._program(queue, tile, b, b_direct=True)
+        cig, cog = s.in_per_group, s.out_per_group
+        out_pos = math.prod(s.out_size)
+        total = s.batch * out_pos
+        bias = [*self.buf(b)] if b is not None else [None, i32(0)]
+        gsize, lsize = self._gemm_size(tile, cog, total)
+        runtime.launch(
+            queue,
+            prog,
+            "gemm_conv",
+            gsize,
+            lsize,
+            *self.buf(w),
+            i32(cig),
+            i32(cog * cig),
+            *self.buf(x),
+            i32(out_pos),
+            i32(cig * out_pos),
+            i32(s.in_channels * out_pos),
+            i32(cog),
+            i32(total),
+            i32(cig),
+            *bias,
+            *self.buf(y),
+            i32(0),
+            i32(out_pos),
+            i32(s.out_channels),
+        )
+
+    def _run_transposed(
+        self,
+        queue: Any,
+        prog: Any,
+        tile: Tiling,
+        plan: TransposedChunks,
+        x: Any,
+        a: Any,
+        a_off: Any,
+        bias: list[Any],
+        y: Any,
+        ws: Any,
+    ) -> None:
+        s = self.spec
+        i32 = np.int32
+        cig, cog, g = s.in_per_group, s.out_per_group, s.groups
+        taps = math.prod(s.kernel)
+        in_pos = math.prod(s.in_size)
+        out_pos = math.prod(s.out_size)
+        ones = (1,) * s.ndim
+        pack_off = plan.w_elems
+        y_buf, y_off = self.buf(y)
+        # per axis, consecutive taps reaching one output are kstep apart, their inputs istep apart
+        gcds = [math.gcd(st, d) for st, d in zip(s.stride, s.dilation)]
+        ksteps = tuple(st // g_ for st, g_ in zip(s.stride, gcds))
+        isteps = tuple(d // g_ for d, g_ in zip(s.dilation, gcds))
+        nseg = -(-s.out_size[-1] // _COL2IM_SEG)  # segments per output row
+        for n0, nb in plan.image_chunks():
+            p = nb * in_pos
+            ldb = plan.ldb(nb)
+            cols_off = pack_off + plan.pack_elems(nb)
+            self._im2col(
+                queue,
+                prog,
+                x,
+                ws,
+                pack_off,
+                ldb,
+                n0 * in_pos,
+                p,
+                s.in_size,
+                ones,
+                ones,
+                ones,
+                (0,) * s.ndim,
+            )
+            for c0, cc in plan.channel_chunks():
+                m = cc * taps
+                gsize, lsize = self._gemm_size(tile, m, p)
+                runtime.launch(
+                    queue,
+                    prog,
+                    "gemm_cols",
+                    gsize,
+                    lsize,
+                    a,
+                    i32(int(a_off) + c0 * taps),
+                    i32(cog * taps),
+                    i32(cig * cog * taps),
+                    ws,
+                    i32(pack_off),
+                    i32(ldb),
+                    i32(cig * ldb),
+                    i32(m),
+                    i32(p),
+                    i32(cig),
+                    ws,
+                    i32(cols_off),
+                    i32(m * ldb),
+                )
+                rows = nb * g * cc * out_pos // s.out_size[-1]
+                args = [
+                    ws,
+                    i32(cols_off),
+                    i32(ldb),
+                    i32(m * ldb),
+                    *bias,
+                    y_buf,
+                    y_off,
+                    i32(rows),
+                    i32(nseg),
+                    i32(n0),
+                    i32(c0),
+                    i32(cc),
+                    i32(g),
+                    i32(cog),
+                ]
+                args += self._shape_args(
+                    (s.in_size, 1),
+                    (s.out_size, 1),
+                    (s.kernel, 1),
+                    (s.stride, 1),
+                    (s.dilation, 1),
+                    (s.pad_before, 0),
+                    (ksteps, 1),
+                    (isteps, 1),
+                )
+                runtime.launch(
+                    queue,
+                    prog,
+                    "col2im",
+                    (round_up(rows * nseg, _COL2IM_LOCAL),),
+                    (_COL2IM_LOCAL,),
+                    *args,
+                )
+
+
+class Im2col(OpenCLAlgorithm):
+    id = "im2col"
+    family = "gemm"
+    priority = 30
+    description = (
+        "im2col (col2im gather for transposed) + register-tiled GEMM per group, chunked workspace"
+    )
+
+    def __init__(self) -> None:
+        self.pool = WorkspacePool()
+
+    def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
+        """The column workspace of one chunk (0 for pointwise specs that read x directly;
+        an input view whose offset breaks vector alignment still takes the column path)."""
+        if (
+            not isinstance(device, OpenCLDevice)
+            or spec.batch == 0
+            or reads_input_directly(spec, device)
+        ):
+            return 0
+        return chunk_plan(spec, device).elems() * compute_itemsize(spec)
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        common = self.common_support(spec, device)
+        if not common:
+            return common
+        ws = self.workspace_bytes(spec, device)
+        max_alloc = getattr(device, "max_alloc_bytes", 0)
+        return first_failure(
+            (
+                ws // compute_itemsize(spec) > INT32_MAX,
+                "the workspace needs more than 2**31 elements",
+            ),
+            (
+                0 < max_alloc < ws,
+                "the smallest workspace chunk exceeds the device's max allocation size",
+                "memory",
+            ),
+        )
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        return Im2colKernel(spec, device, self)
