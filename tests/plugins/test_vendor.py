@@ -1,0 +1,222 @@
+"""The vendor plugins (OpenVINO, ONNX Runtime): conformance, and what each says it supports.
+
+Each test skips cleanly when the vendor runtime is not installed (fails under
+``CLCONV_REQUIRE_PLUGINS=1``, which CI sets). The conformance run uses the
+installed plugin (``pip install -e plugins/clconv-openvino``...) in-process, or installs it
+into a temporary folder and runs ``clconv conformance`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from clconv import dispatch
+from clconv.backends.numpy.ops import reference
+from clconv.conformance import run_suite
+from clconv.spec import ConvSpec
+
+from .conftest import env_with, is_installed, need_vendor, plugin_module, run_clconv
+
+VENDORS = {
+    # backend: (distribution, plugin module, vendor modules it needs)
+    "openvino": ("clconv-openvino", "clconv_openvino", ("openvino",)),
+    "onnxruntime": ("clconv-onnxruntime", "clconv_onnxruntime", ("onnxruntime", "onnx")),
+}
+
+
+@pytest.fixture(params=sorted(VENDORS))
+def vendor(request):
+    """(backend name, plugin module, its backend instance) for each vendor whose runtime is here."""
+    name = request.param
+    dist, module, needs = VENDORS[name]
+    mod = plugin_module(module, dist, needs)
+    backend = {"openvino": "OpenVINOBackend", "onnxruntime": "OnnxRuntimeBackend"}[name]
+    return name, mod, getattr(mod, backend)()
+
+
+@pytest.mark.parametrize("name", sorted(VENDORS))
+def test_quick_conformance_passes(name, target_installs, tmp_path):
+    dist, _, needs = VENDORS[name]
+    need_vendor(dist, needs)
+    if is_installed(dist):
+        report = run_suite(name, level="quick", record=False)
+        summary = report.summary
+        failures = [f"{r.id}: {r.message} {r.error}" for r in report.results if r.status in ("failed", "xpassed")]
+    else:
+        site = target_installs(dist)
+        out = tmp_path / "report.json"
+        proc = run_clconv(["conformance", "--backend", name, "--report", str(out)],
+                          env_with(site, CLCONV_CACHE_DIR=str(tmp_path / "cache")), timeout=300)
+        assert out.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
+        data = json.loads(out.read_text())
+        summary = data["summary"]
+        failures = [f"{r['id']}: {r['message']} {r['error']}" for r in data["results"]
+                    if r["status"] in ("failed", "xpassed")]
+        assert proc.returncode == (1 if failures else 0)
+    assert not failures, "\n".join(failures)
+    assert summary["passed"] >= 60, summary
+
+
+# ---------------------------------------------------------------- devices
+def test_devices_carry_their_facts(vendor):
+    name, _, backend = vendor
+    devices = backend.devices()
+    assert devices, f"{name} lists no device"
+    cpu = [d for d in devices if d.kind == "cpu"]
+    assert cpu, "every build of both runtimes has a CPU device"
+    d = cpu[0]
+    assert d.id == f"{name}:CPU" and d.backend == name
+    assert d.name and d.vendor and d.driver and d.memory_bytes > 0 and d.compute_units >= 1
+    assert d.fp16 and not d.fp64  # both compute float16 in float32 on CPUs; neither computes float64
+    assert d.problem() == ""
+    for dev in devices:
+        assert dev.kind in ("cpu", "gpu", "npu", "accelerator")
+        assert dev.id.startswith(name + ":")
+
+
+def test_onnxruntime_skips_the_azure_provider():
+    mod = plugin_module("clconv_onnxruntime", "clconv-onnxruntime", ("onnxruntime", "onnx"))
+    ids = [d.id for d in mod.OnnxRuntimeBackend().devices()]
+    assert "onnxruntime:Azure" not in ids and "onnxruntime:CPU" in ids
+
+
+# ---------------------------------------------------------------- supports
+def _cpu(backend):  # type: ignore[no-untyped-def]
+    return next(d for d in backend.devices() if d.kind == "cpu")
+
+
+def test_float64_is_declined_with_the_reason(vendor):
+    name, _, backend = vendor
+    dev, alg = _cpu(backend), backend.algorithms()[0]
+    spec = ConvSpec.from_shapes("conv", (1, 2, 5, 5), (3, 2, 3, 3), dtype="float64")
+    s = alg.supports(spec, dev)
+    assert not s.ok and s.kind == "capability"
+    assert ("FP64" in s.reason) if name == "openvino" else ("float64" in s.reason)
+    from clconv.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="float64|FP64"):
+        alg.prepare(spec, dev)
+
+
+def _arrays(spec: ConvSpec, seed: int = 0):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
+    w = rng.standard_normal(spec.weight_shape).astype(spec.dtype)
+    b = rng.standard_normal(spec.out_channels).astype(spec.dtype) if spec.bias else None
+    return x, w, b
+
+
+def _check(alg, dev, spec: ConvSpec, tol: float = 1e-4) -> None:  # type: ignore[no-untyped-def]
+    assert alg.supports(spec, dev).ok, alg.supports(spec, dev).reason
+    x, w, b = _arrays(spec)
+    for a in (x, w, b):
+        if a is not None:
+            a.flags.writeable = False  # read-only inputs work, and are never written
+    out = np.full(spec.output_shape, np.nan, spec.dtype)
+    y = alg.prepare(spec, dev)(x, w, b, out=out)
+    assert y is out
+    ref = reference(spec, x, w, b)
+    assert np.linalg.norm(out - ref) <= tol * np.linalg.norm(ref), spec.describe()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_every_padding_mode(vendor, mode, ndim):
+    _, _, backend = vendor
+    size = (6, 5, 4)[:ndim]
+    spec = ConvSpec.from_shapes("conv", (2, 4, *size), (6, 2, *(3,) * ndim), bias=True, groups=2,
+                                padding=tuple((2, 1) for _ in range(ndim)), padding_mode=mode, stride=2)
+    _check(backend.algorithms()[0], _cpu(backend), spec)
+
+
+@pytest.mark.parametrize("padding", [0, 1, ((1, 0), (0, 2)), ((0, 3), (2, 0))])
+@pytest.mark.parametrize("bias", [False, True])
+def test_transposed_output_padding_and_asymmetric_crop(vendor, padding, bias):
+    # output_padding 2 >= stride 1 (allowed since dilation 3 > stride): ONNX Runtime's
+    # ConvTranspose refuses it, so the plugin rewrites it (model.transposed_crop)
+    _, _, backend = vendor
+    alg, dev = backend.algorithms()[0], _cpu(backend)
+    for stride, dilation, op in ((1, 3, 2), (2, 1, 1), ((1, 2), (3, 1), (2, 1))):
+        spec = ConvSpec.from_shapes("conv_transpose", (2, 4, 5, 6), (4, 3, 3, 2), bias=bias, groups=2,
+                                    stride=stride, dilation=dilation, output_padding=op, padding=padding)
+        _check(alg, dev, spec)
+
+
+def test_float16_is_computed_with_float_accumulation(vendor):
+    _, _, backend = vendor
+    spec = ConvSpec.from_shapes("conv", (1, 64, 8, 8), (16, 64, 3, 3), padding=1, bias=True, dtype="float16")
+    _check(backend.algorithms()[0], _cpu(backend), spec, tol=5e-3)
+
+
+def test_empty_batch_never_calls_the_runtime(vendor):
+    _, _, backend = vendor
+    alg, dev = backend.algorithms()[0], _cpu(backend)
+    spec = ConvSpec.from_shapes("conv", (0, 3, 5, 5), (4, 3, 3, 3), padding=1, bias=True)
+    assert alg.supports(spec, dev).ok
+    k = alg.prepare(spec, dev)
+    assert not hasattr(k, "session") and not hasattr(k, "compiled")
+    x, w, b = _arrays(spec)
+    y = k(x, w, b)
+    assert y.shape == spec.output_shape and y.dtype == np.float32
+    out = np.empty(spec.output_shape, np.float32)
+    assert k(x, w, b, out=out) is out
+
+
+def test_models_are_built_once_per_spec_and_device(vendor):
+    name, _, backend = vendor
+    alg, dev = backend.algorithms()[0], _cpu(backend)
+    spec = ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3), padding=1)
+    k1, k2 = alg.prepare(spec, dev), alg.prepare(spec, dev)
+    attr = "compiled" if name == "openvino" else "session"
+    assert getattr(k1, attr) is getattr(k2, attr)
+    other = alg.prepare(ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3), padding=2), dev)
+    assert getattr(other, attr) is not getattr(k1, attr)
+
+
+def test_pyopencl_arrays_are_declined_with_a_reason(vendor):
+    _, _, backend = vendor
+    alg, dev = backend.algorithms()[0], _cpu(backend)
+    spec = ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3), padding=1)
+    assert "pyopencl" not in alg.supports(spec, dev).reason
+    # the dispatcher keeps device arrays away: the device owns none
+    assert not dev.owns(object())
+
+
+# ---------------------------------------------------------------- cost model
+def test_cost_is_realistic_and_shape_dependent(vendor):
+    _, _, backend = vendor
+    alg, dev = backend.algorithms()[0], _cpu(backend)
+    wide = ConvSpec.from_shapes("conv", (1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    thin = ConvSpec.from_shapes("conv", (1, 2, 56, 56), (2, 2, 3, 3), padding=1)
+    dw = ConvSpec.from_shapes("conv", (1, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
+    e = {s: alg.cost(s, dev).efficiency for s in (wide, thin, dw)}
+    assert 0.3 <= e[wide] <= 1.0
+    assert e[thin] < e[wide] / 4 and e[dw] < e[wide] / 4
+    assert all(0 < v <= 1 for v in e.values())
+    assert alg.cost(wide, dev).flops == wide.flops
+
+
+def test_the_dispatcher_ranks_the_vendor_backend_on_a_big_layer(vendor, host_with):
+    # With estimated device profiles (the isolated cache has no calibration), a ResNet layer
+    # goes to the vendor runtime ahead of NumPy's im2col: it runs several times faster there.
+    name, mod, _ = vendor
+    host_with(mod, name)
+    spec = ConvSpec.from_shapes("conv", (1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    e = dispatch.explain(spec, policy="heuristic")
+    rows = {(c.backend, c.algorithm.id): c for c in e.candidates}
+    ours = rows[(name, "graph")]
+    assert ours.support.ok and ours.predicted_s is not None and math.isfinite(ours.predicted_s)
+    assert ours.predicted_s < rows[("numpy", "im2col")].predicted_s
+    assert e.order.index(ours) < e.order.index(rows[("numpy", "im2col")])
+
+
+def test_calibration_measures_the_device(vendor):
+    # `clconv tune` stores this profile; the cost model then uses it instead of the estimate
+    _, _, backend = vendor
+    p = backend.calibrate(_cpu(backend))
+    assert p.source == "calibrated"
+    assert p.peak_gflops > 1 and p.bandwidth_gbs > 0.1 and 0 < p.launch_us < 100_000
