@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ....costmodel import Cost, io_bytes
 from ....backend import Device, Kernel, Support, first_failure
 from ....spec import ConvSpec
 from .. import runtime
@@ -211,6 +212,11 @@ class Depthwise(OpenCLAlgorithm):
             (taps > MAX_TAPS, f"kernel of {taps} taps; at most {MAX_TAPS} are compiled in"),
         )
         return own if not own.ok else self.common_support(spec, device)
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        # memory-bound: every input and output element moves once; the few MACs per output
+        # reach a modest fraction of peak
+        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, 0.15)
 
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         kernel = DepthwiseKernel(spec, device, self)

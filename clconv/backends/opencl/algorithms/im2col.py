@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ....costmodel import Cost, gemm_efficiency, io_bytes
 from ....backend import Device, Kernel, Support, first_failure
 from ....spec import ConvSpec
 from .. import runtime
@@ -629,6 +630,28 @@ class Im2col(OpenCLAlgorithm):
                 "memory",
             ),
         )
+
+    #: Fraction of peak the GEMM reaches on large, square-ish shapes (cost model).
+    gemm_base = 0.55
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        plan = chunk_plan(spec, device)
+        k = math.prod(spec.kernel)
+        item = compute_itemsize(spec)
+        if spec.transposed:
+            n_chunks = sum(1 for _ in plan.image_chunks()) * sum(1 for _ in plan.channel_chunks())
+            m, n, kk = spec.out_per_group * k, spec.batch * math.prod(spec.in_size), spec.in_per_group
+            cols = spec.batch * spec.out_channels * k * math.prod(spec.in_size) * item
+            launches = 3 * n_chunks
+        else:
+            n_chunks = sum(1 for _ in plan.chunks())
+            m, n, kk = spec.out_per_group, spec.batch * math.prod(spec.out_size), spec.in_per_group * k
+            cols = 0 if reads_input_directly(spec, device) else spec.batch * spec.in_channels * k * math.prod(spec.out_size) * item
+            launches = 2 * n_chunks
+        eff = gemm_efficiency(m, n, kk, self.gemm_base)
+        if spec.groups > 1:  # per-group GEMMs are smaller and less regular
+            eff *= 0.5
+        return Cost(spec.flops, io_bytes(spec) + 2 * cols, launches + self.HOST_TRANSFER_LAUNCHES, eff)
 
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         return Im2colKernel(spec, device, self)
