@@ -288,9 +288,12 @@ def test_workspace_made_once_per_queue(cl_device):
 
 
 def test_public_api_prefers_im2col_over_direct(cl_device):
-    x = np.ones((1, 3, 8, 8), np.float32)
-    w = np.ones((4, 3, 3, 3), np.float32)
-    expl = clconv.explain("conv2d", x, w, None, device=cl_device.id, backend="opencl", padding=1)
+    # a layer big enough for the GEMM to pay off (on tiny ones one direct launch wins), and
+    # strided, so that Winograd and FFT do not apply
+    x = np.ones((1, 64, 28, 28), np.float32)
+    w = np.ones((128, 64, 3, 3), np.float32)
+    expl = clconv.explain("conv2d", x, w, None, device=cl_device.id, backend="opencl", padding=1, stride=2,
+                          policy="heuristic")
     assert expl.chosen is not None and expl.chosen.algorithm.id == "im2col"
 
 

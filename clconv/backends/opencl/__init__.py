@@ -16,7 +16,9 @@ from ..._version import __version__
 from . import runtime
 from .algorithms.depthwise import Depthwise
 from .algorithms.direct import Direct
+from .algorithms.fft import FFT
 from .algorithms.im2col import Im2col
+from .algorithms.winograd import WinogradF2, WinogradF4
 from .runtime import OpenCLDevice
 
 
@@ -29,7 +31,7 @@ class OpenCLBackend(Backend):
         self._devices: list[OpenCLDevice] | None = None
         self.problems: list[str] = []
         self._lock = threading.Lock()
-        self._algorithms: list[Algorithm] = [Direct(), Depthwise(), Im2col()]
+        self._algorithms: list[Algorithm] = [Direct(), Depthwise(), Im2col(), WinogradF2(), WinogradF4(), FFT()]
 
     def devices(self) -> list[OpenCLDevice]:  # type: ignore[override]
         with self._lock:
@@ -70,7 +72,7 @@ class OpenCLBackend(Backend):
             return sorted(ts)[len(ts) // 2]
 
         t = timed(lambda: runtime.launch(q, prog, "peak_fma", (n,), (wg,), out.data, np.float32(0.999)))
-        peak = n * iters * 8 * 8 * 2 / t / 1e9
+        peak = n * iters * 8 * 16 * 2 / t / 1e9
         m = 16 * 2**20 // 16  # float4 elements in 16 MiB
         x = cl_array.zeros(q, m * 4, np.float32)
         y = cl_array.empty(q, m * 4, np.float32)

@@ -1,0 +1,622 @@
+"""winograd: F(2x2,3x3) and F(4x4,3x3) for 2D 3x3 stride-1 convolutions (kernels_cl/winograd.cl).
+
+Kernels: ``filter_transform`` (U = G g G^T, once per weight, cached in the kernel object), and per
+chunk of tiles ``pad_input`` (a zero-padded copy of the chunk's input rows), ``input_transform``
+(V = B^T d B, the tiles of a GEMM block as vector lanes), ``wino_gemm`` (for every group and each
+of the 16 or 36 transform positions, M = V @ U, register-blocked) and ``output_transform``
+(Y = A^T M A plus bias, straight into the NCHW output; tiles with a NaN or Inf are recomputed
+directly there, so NaN/Inf propagate as in a direct convolution). Layouts: the kernel file.
+
+Chunks are whole images, or tile rows of one image, kept under :data:`CHUNK_BYTES` (so that V and
+M stay in cache from one kernel to the next; 2-8 MiB measured alike, 64 MiB 20-40% slower on the
+112x112 layer) and under :data:`WORKSPACE_BUDGET`. The workspace is allocated once per queue and
+reused by every kernel of the algorithm (:class:`WorkspacePool`). The reduction order is fixed:
+the same bits run after run.
+
+Filter cache (per kernel object, :class:`FilterCache`, at most :data:`FILTER_CACHE_ENTRIES`
+weights and :data:`FILTER_CACHE_BYTES`, least recently used out): the transformed weight U, the
+device copy of the weight that the output transform's non-finite fallback reads, and for NumPy
+weights a host copy of the weight.
+
+- NumPy weight: found by content, comparing it byte for byte (memcmp) with the host copy kept in
+  each entry of the context, most recently used first; a different weight differs within its
+  first bytes, so only the matching entry costs a full comparison. That is exact (no collision)
+  and cheap: ~0.17 ms for a 512x512x3x3 float32 weight, where a blake2b hash of its bytes costs
+  ~7 ms here, more than the whole convolution. A hit uploads nothing.
+- pyopencl weight: looked up by buffer handle and offset (the entry keeps a reference to the
+  array, so the handle cannot be reused by another buffer). **In-place changes to a device weight
+  are not detected**: call :meth:`WinogradKernel.clear_filter_cache` after changing one.
+
+Counters on the kernel object: ``filter_transforms`` (U computed) and ``filter_cache_hits``.
+
+Blocks (PoCL 3.1, AVX-512 Zen 5, 2 cores, shared): the GEMM computes TM = 8 tiles x TN = 32
+output channels per work-item (two float16 vectors along C_out, 16 accumulators, like im2col's
+8 x 32), TM = 4 and TN up to 64 when the whole batch has at most 4 tiles; float64 8 x 16 (double8).
+It reaches ~350-440 GFLOP/s on the ResNet-50 layers when the machine is quiet. Vectors run along
+C_out rather than along the tiles so that late layers with few tiles (7x7: 16 or 4) waste no
+lanes. Work-groups of up to 8 tile blocks share one U panel in cache (PoCL runs a work-group's
+items one after another on one core). The transforms were the slow part until their stores were
+made contiguous per work-item (36 stores a page apart cost ~1000 cycles a work-item, ~100 when
+contiguous) and their loads vectors with swizzles. On the 7x7 layers the GEMM streams U (16.8 MiB
+for F(2x2), 37.7 MiB for F(4x4) at 512 channels) and runs at memory speed: F(2x2) is the faster
+variant there, and the cost model says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....backend import Device, Kernel, Support, first_failure
+from ....costmodel import Cost, gemm_efficiency
+from ....errors import ConvValueError, UnsupportedError
+from ....spec import ConvSpec, is_device_array
+from .. import runtime
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up
+from ..runtime import cl, cl_array
+
+#: Upper bound on the workspace (padded input, V and M of one chunk) in bytes (module-level so
+#: tests can shrink it and force chunking).
+WORKSPACE_BUDGET = 64 * 2**20
+
+#: Chunks are kept about this small so that V and M stay in cache between the kernels.
+CHUNK_BYTES = 4 * 2**20
+
+#: At most this many transformed weights per kernel object, and at most this many bytes of them
+#: (least recently used first out). A network reuses one spec for several layers (ResNet-50 has
+#: six 256x256x3x3 layers at 14x14), so one entry would thrash.
+FILTER_CACHE_ENTRIES = 8
+FILTER_CACHE_BYTES = 512 * 2**20
+
+#: Local sizes: filter transform and padded copy (1-D), input transform (channels, tile blocks),
+#: output transform (channel vectors, tile blocks), GEMM (tile blocks per work-group, at most).
+#: Measured: the transforms change little with them (PoCL runs a work-group's items in a loop).
+_FILTER_LOCAL = 64
+_PAD_LOCAL = 8
+_INPUT_LOCAL = (8, 1)
+_OUTPUT_LOCAL = (1, 4)
+_GEMM_GROUP = 8
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """GEMM block: TM tiles x TN = VW * NV output channels per work-item."""
+
+    vw: int
+    nv: int
+    tm: int
+
+    @property
+    def tn(self) -> int:
+        return self.vw * self.nv
+
+    def defines(self) -> dict[str, int]:
+        return {"VW": self.vw, "NV": self.nv, "TM": self.tm}
+
+
+def compute_itemsize(spec: ConvSpec) -> int:
+    """Bytes of one workspace element: double for float64, else float (float16 computes in it)."""
+    return 8 if spec.dtype == "float64" else 4
+
+
+def tile_grid(spec: ConvSpec, mt: int) -> tuple[int, int, int]:
+    """(TH, TW, T): tiles per column and row of one image, and over the whole batch."""
+    th = -(-spec.out_size[0] // mt)
+    tw = -(-spec.out_size[1] // mt)
+    return th, tw, spec.batch * th * tw
+
+
+def tiling(spec: ConvSpec, device: Device, tiles: int) -> Tiling:
+    """The GEMM block for a spec on a device (see the module doc for the measurements)."""
+    extra = getattr(device, "extra", {}) or {}
+    if device.kind != "cpu":  # not measured: small blocks
+        return Tiling(vw=4, nv=2, tm=4)
+    width = int(extra.get("native_vector_width_float", 0) or extra.get("preferred_vector_width_float", 0) or 8)
+    bits = width * 32
+    vw = max(4, min(16, bits // (compute_itemsize(spec) * 8)))
+    cog = spec.out_per_group
+    if tiles <= 4:  # few tiles: fewer rows, more channels
+        return Tiling(vw=vw, nv=4 if cog > 2 * vw else (2 if cog > vw else 1), tm=4)
+    return Tiling(vw=vw, nv=2 if cog > vw else 1, tm=8 if bits >= 512 else 4)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """``nimg`` images from ``n0``, tile rows ``th0 .. th0 + nth - 1`` of each."""
+
+    n0: int
+    nimg: int
+    th0: int
+    nth: int
+
+    @property
+    def rows(self) -> int:
+        return self.nimg * self.nth
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the launches of one spec need: tile grid, blocks, chunking, workspace layout.
+
+    A chunk is whole images (as many as fit), or tile rows of one image when one image does not
+    fit. The workspace holds, for the largest chunk: the zero-padded input rows (xp), V and M.
+    """
+
+    mt: int
+    th: int
+    tw: int
+    tile: Tiling
+    cpg: int  # output channels per group, padded to TN
+    cig: int
+    groups: int
+    c_in: int
+    batch: int
+    item: int
+    nimg: int  # images per chunk
+    nth: int  # tile rows per image per chunk
+
+    @property
+    def alpha(self) -> int:
+        return self.mt + 2
+
+    @property
+    def a2(self) -> int:
+        return self.alpha * self.alpha
+
+    @property
+    def tiles(self) -> int:
+        return self.batch * self.th * self.tw
+
+    @property
+    def cpt(self) -> int:
+        return self.groups * self.cpg
+
+    @property
+    def ncb(self) -> int:
+        return self.cpg // self.tile.tn
+
+    @property
+    def margin(self) -> int:
+        """Zero columns left of the padded input rows (see input_transform in the kernel file)."""
+        return self.tile.tm * self.mt
+
+    @property
+    def xpw(self) -> int:
+        """Columns of the padded input: every run's vector loads stay inside."""
+        return padded_width(self.tw, self.tile.tm, self.mt)
+
+    def xph(self, nth: int) -> int:
+        return nth * self.mt + 2
+
+    def tcp(self, rows: int) -> int:
+        """Tile columns of V and M for a chunk of ``rows`` tile rows (a multiple of TM)."""
+        return round_up(rows * self.tw, self.tile.tm)
+
+    def xp_elems(self) -> int:
+        return round_up(self.nimg * self.c_in * self.xph(self.nth) * self.xpw, 32)
+
+    def v_elems(self) -> int:
+        return round_up(self.a2 * self.c_in * self.tcp(self.nimg * self.nth), 32)
+
+    def m_elems(self) -> int:
+        return round_up(self.a2 * self.tcp(self.nimg * self.nth) * self.cpt, 32)
+
+    def workspace_elems(self) -> int:
+        return self.xp_elems() + self.v_elems() + self.m_elems()
+
+    def workspace_bytes(self) -> int:
+        return self.workspace_elems() * self.item
+
+    def u_bytes(self) -> int:
+        return self.groups * self.a2 * self.cpg * self.cig * self.item
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self.nth == self.th:
+            for n0 in range(0, self.batch, self.nimg):
+                yield Chunk(n0, min(self.nimg, self.batch - n0), 0, self.th)
+        else:
+            for n in range(self.batch):
+                for th0 in range(0, self.th, self.nth):
+                    yield Chunk(n, 1, th0, min(self.nth, self.th - th0))
+
+    @property
+    def nchunks(self) -> int:
+        if self.nth == self.th:
+            return -(-self.batch // self.nimg)
+        return self.batch * -(-self.th // self.nth)
+
+
+def padded_width(tw: int, tm: int, mt: int) -> int:
+    return (tw + 2 * tm) * mt + 2
+
+
+def budget_bytes(device: Device) -> int:
+    """The bound on one chunk's workspace: the smaller of :data:`WORKSPACE_BUDGET`,
+    :data:`CHUNK_BYTES` (cache locality) and a quarter of the device's max allocation.
+    One tile row of one image is the smallest chunk and may exceed it."""
+    max_alloc = getattr(device, "max_alloc_bytes", 0)
+    b = min(WORKSPACE_BUDGET, CHUNK_BYTES)
+    return min(b, max_alloc // 4) if max_alloc else b
+
+
+def make_plan(spec: ConvSpec, device: Device, mt: int) -> Plan:
+    th, tw, tiles = tile_grid(spec, mt)
+    tile = tiling(spec, device, tiles)
+    item = compute_itemsize(spec)
+    cpg = round_up(spec.out_per_group, tile.tn)
+    a2 = (mt + 2) ** 2
+    xpw = padded_width(tw, tile.tm, mt)
+    c_in, cpt = spec.in_channels, spec.groups * cpg
+    per_row = (c_in * mt * xpw + a2 * (c_in + cpt) * tw) * item
+    per_image = th * per_row + 2 * c_in * xpw * item
+    budget = budget_bytes(device)
+    if per_image <= budget:
+        nimg, nth = max(1, min(spec.batch, budget // per_image)), th
+    else:
+        nimg, nth = 1, max(1, min(th, (budget - 2 * c_in * xpw * item) // per_row))
+    return Plan(mt, th, tw, tile, cpg, spec.in_per_group, spec.groups, c_in, spec.batch, item, nimg, nth)
+
+
+# ------------------------------------------------------------------ caches
+class WorkspacePool:
+    """One growing workspace buffer (padded input, V, M) per queue, shared by every kernel of one
+    algorithm instance.
+
+    Keyed by queue: an in-order queue runs successive calls one after another, so a buffer
+    reused on one queue never overlaps itself. A call holds the queue's lock while it enqueues.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
+
+    @contextmanager
+    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
+        with self._lock:
+            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
+        with entry[1]:
+            if entry[2] is None or entry[2].size < nbytes:
+                entry[2] = None
+                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
+            yield entry[2]
+
+    def buffers(self) -> list[Any]:
+        with self._lock:
+            return [e[2] for e in self._entries.values() if e[2] is not None]
+
+
+@dataclass
+class FilterEntry:
+    """A transformed weight: U, the device weight it came from, and what proves it current."""
+
+    u: Any  # cl.Buffer
+    w_dev: Any  # pyopencl array: the weight on the device (read by the non-finite fallback)
+    host: np.ndarray | None  # NumPy weights: the bytes U was computed from
+    queue: Any  # the queue that computed U
+    event: Any  # the last event of that computation
+    nbytes: int
+
+
+class FilterCache:
+    """Transformed weights of one kernel object, least recently used first out.
+
+    Device weights are keyed by (context, buffer handle, offset). NumPy weights are found by
+    content: each entry of the context is compared with the weight byte for byte, most recently
+    used first (:func:`same_bytes`: a different weight differs within its first bytes, so only
+    the matching entry costs a full comparison).
+    """
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[Any, ...], FilterEntry] = OrderedDict()
+        self._serial = 0
+
+    def find_device(self, key: tuple[Any, ...]) -> FilterEntry | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def find_host(self, ctx_ptr: int, host: np.ndarray) -> FilterEntry | None:
+        for key in reversed(self.entries):
+            entry = self.entries[key]
+            if key[:2] == ("host", ctx_ptr) and entry.host is not None and same_bytes(entry.host, host):
+                self.entries.move_to_end(key)
+                return entry
+        return None
+
+    def add(self, key: tuple[Any, ...] | None, ctx_ptr: int, entry: FilterEntry) -> None:
+        if key is None:  # a NumPy weight
+            self._serial += 1
+            key = ("host", ctx_ptr, self._serial)
+        self.entries.pop(key, None)
+        self.entries[key] = entry
+        while len(self.entries) > 1 and (
+            len(self.entries) > FILTER_CACHE_ENTRIES
+            or sum(e.nbytes for e in self.entries.values()) > FILTER_CACHE_BYTES
+        ):
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def _memcmp() -> Any:
+    """libc's memcmp through ctypes (early exit, and faster than a NumPy comparison), or None."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        fn = (ctypes.CDLL(name) if name else ctypes.CDLL(None)).memcmp
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        return fn
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to load
+        return None
+
+
+_MEMCMP = _memcmp()
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exact equality of two C-contiguous arrays of one shape and dtype, NaN payloads included
+    (~0.17 ms for 9 MiB with memcmp; it stops at the first differing byte)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if _MEMCMP is not None:
+        return a.nbytes == 0 or _MEMCMP(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    return bool((a.reshape(-1).view(bits) == b.reshape(-1).view(bits)).all())
+
+
+# ------------------------------------------------------------------ kernel
+class WinogradKernel(OpenCLKernel):
+    """One spec on one device; transformed weights cached here, workspace from the algorithm."""
+
+    algorithm: _Winograd
+
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: _Winograd):
+        super().__init__(spec, device, algorithm)
+        self.plan = make_plan(spec, device, algorithm.mt)
+        self.filter_cache = FilterCache()
+        #: how many times U was computed, and how many calls found it cached
+        self.filter_transforms = 0
+        self.filter_cache_hits = 0
+        self._lock = threading.Lock()
+        self._pending: FilterEntry | None = None  # the entry of the call in progress
+
+    def clear_filter_cache(self) -> None:
+        """Forget every transformed weight (needed after changing a device weight in place)."""
+        with self._lock:
+            self.filter_cache.clear()
+
+    def _program(self, ctx: Any, has_bias: bool) -> Any:
+        return self.program(
+            ctx,
+            "winograd.cl",
+            {
+                "ALPHA": self.plan.alpha,
+                "HAS_BIAS": int(has_bias),
+                **self.plan.tile.defines(),
+            },
+        )
+
+    # -- the call: OpenCLKernel's, but the weight goes through the filter cache first, so that a
+    #    cached NumPy weight is not uploaded again (runs under OpenCLKernel.compute's lock)
+    def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
+        try:
+            entry = self._filters(queue, weight)
+        except cl.Error as exc:
+            raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
+        self._pending = entry
+        try:
+            return super()._compute(queue, on_device, input, entry.w_dev, bias, out)
+        finally:
+            self._pending = None
+
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        """Enqueue the convolution on device arrays (a device weight's U is cached by buffer)."""
+        entry = self._pending
+        if entry is None or entry.w_dev is not w:
+            entry = self._filters(queue, w)
+        self._launch(queue, x, entry, b, y)
+
+    # -- filter transform and its cache
+    def _filters(self, queue: Any, weight: Any) -> FilterEntry:
+        spec = self.spec
+        ctx = queue.context
+        host = None
+        if is_device_array(weight):
+            if weight.context.int_ptr != ctx.int_ptr:
+                raise UnsupportedError("weight is a pyopencl array in another context than the input")
+            if not weight.flags.c_contiguous:
+                raise ConvValueError("weight is a non-contiguous pyopencl array: pass a C-contiguous array")
+            key: tuple[Any, ...] | None = ("device", ctx.int_ptr, weight.base_data.int_ptr, int(weight.offset))
+        else:
+            host = runtime.host_array(weight, spec.dtype)
+            key = None
+        with self._lock:
+            if host is None:
+                entry = self.filter_cache.find_device(key)  # type: ignore[arg-type]
+            else:
+                entry = self.filter_cache.find_host(ctx.int_ptr, host)
+            if entry is not None:
+                self.filter_cache_hits += 1
+                if entry.queue.int_ptr != queue.int_ptr:
+                    entry.event.wait()  # U was computed on another queue of this context
+                return entry
+            entry = self._transform(queue, weight, host)
+            self.filter_cache.add(key, ctx.int_ptr, entry)
+            self.filter_transforms += 1
+            return entry
+
+    def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
+        """Compute U into a new buffer (a NumPy weight is uploaded first; the entry keeps a host
+        copy of it)."""
+        p = self.plan
+        s = self.spec
+        u = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(p.u_bytes(), 64))
+        if host is None:
+            w_dev = weight
+        else:
+            w_dev = cl_array.to_device(queue, host)
+            host = host.copy()
+        prog = self._program(queue.context, s.bias)
+        total = p.groups * p.ncb * p.cig
+        ev = runtime.launch(
+            queue,
+            prog,
+            "filter_transform",
+            (round_up(total, _FILTER_LOCAL),),
+            (_FILTER_LOCAL,),
+            *self.buf(w_dev),
+            u,
+            np.int32(p.cig),
+            np.int32(s.out_per_group),
+            np.int32(p.cpg),
+            np.int32(total),
+        )
+        return FilterEntry(u, w_dev, host, queue, ev, p.u_bytes() + (0 if host is None else 2 * host.nbytes))
+
+    # -- the four launches per chunk
+    def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
+        s = self.spec
+        p = self.plan
+        tile = p.tile
+        i32 = np.int32
+        prog = self._program(queue.context, b is not None)
+        ih, iw = s.in_size
+        oh, ow = s.out_size
+        ph, pw = s.pad_before
+        x_buf, x_off = self.buf(x)
+        w_buf, w_off = self.buf(entry.w_dev)
+        bias = [*self.buf(b)] if b is not None else [None, i32(0)]
+        y_buf, y_off = self.buf(y)
+        v_off = p.xp_elems()
+        m_off = v_off + p.v_elems()
+        xpw = p.xpw
+        with self.algorithm.pool.hold(queue, p.workspace_bytes()) as ws:
+            for c in p.chunks():
+                xph = p.xph(c.nth)
+                rows = c.nimg * s.in_channels * xph
+                runtime.launch(
+                    queue, prog, "pad_input", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
+                    x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
+                    i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
+                )
+                count = c.rows * p.tw
+                tcp = p.tcp(c.rows)
+                ntb = tcp // tile.tm
+                l0, l1 = _INPUT_LOCAL
+                runtime.launch(
+                    queue, prog, "input_transform",
+                    (round_up(s.in_channels, l0), round_up(ntb, l1)), (l0, l1),
+                    ws, i32(0), ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
+                    i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
+                )
+                g0 = min(_GEMM_GROUP, ntb)
+                runtime.launch(
+                    queue, prog, "wino_gemm",
+                    (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1),
+                    entry.u, ws, i32(v_off), ws, i32(m_off), i32(p.cig), i32(p.ncb), i32(ntb),
+                    i32(p.cpg), i32(p.cpt),
+                )
+                o0, o1 = _OUTPUT_LOCAL
+                runtime.launch(
+                    queue, prog, "output_transform",
+                    (round_up(p.cpt // tile.vw, o0), round_up(ntb, o1)), (o0, o1),
+                    ws, i32(m_off), x_buf, x_off, w_buf, w_off, *bias, y_buf, y_off,
+                    i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
+                    i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
+                    i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
+                )
+
+
+# ------------------------------------------------------------------ algorithms
+class _Winograd(OpenCLAlgorithm):
+    family = "winograd"
+    mt: int = 2
+    #: fraction of peak the batched GEMM reaches on large shapes (im2col's GEMM: 0.55; this one
+    #: has the transforms and their launches around it)
+    gemm_base: float = 0.45
+
+    def __init__(self) -> None:
+        self.pool = WorkspacePool()
+
+    def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
+        """V + M of one chunk, plus one transformed weight U (kept across calls)."""
+        if spec.batch == 0 or spec.ndim != 2:
+            return 0
+        p = make_plan(spec, device, self.mt)
+        return p.workspace_bytes() + p.u_bytes()
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        common = self.common_support(spec, device)
+        if not common:
+            return common
+        checks = first_failure(
+            (spec.transposed, "transposed convolution: Winograd here computes conv only"),
+            (spec.ndim != 2, f"2D convolutions only (this is {spec.ndim}D)"),
+            (spec.kernel != (3, 3), f"3x3 kernels only (this is {'x'.join(map(str, spec.kernel))})"),
+            (spec.stride != (1, 1), f"stride 1 only (this is {'x'.join(map(str, spec.stride))})"),
+            (spec.dilation != (1, 1), f"dilation 1 only (this is {'x'.join(map(str, spec.dilation))})"),
+            (spec.padding_mode != "zeros",
+             f"padding_mode={spec.padding_mode!r}: zero padding only"),
+            (spec.is_depthwise, "depthwise (one input channel per group): no reduction for the GEMM"),
+        )
+        if not checks:
+            return checks
+        p = make_plan(spec, device, self.mt)
+        max_alloc = getattr(device, "max_alloc_bytes", 0)
+        return first_failure(
+            (max(p.v_elems() + p.m_elems(), p.u_bytes() // p.item) > INT32_MAX,
+             "the workspace or the transformed weight needs more than 2**31 elements", "size"),
+            (0 < max_alloc < max(p.workspace_bytes(), p.u_bytes()),
+             ("the transformed weight or the smallest workspace chunk exceeds the device's max "
+              "allocation size"), "memory"),
+        )
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        return WinogradKernel(spec, device, self)
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        """Winograd FLOPs: the GEMMs (A2 positions x padded C_out x C_in/groups x padded tiles x 2)
+        plus the transforms; bytes: input, output, the transformed weight (read every call) and
+        the padded input, V and M written once (each chunk's are read back from cache); four
+        launches per chunk plus the host transfers; the GEMM's efficiency for its shape."""
+        if spec.ndim != 2 or spec.batch == 0 or spec.transposed:
+            return super().cost(spec, device)
+        p = make_plan(spec, device, self.mt)
+        a2, alpha, mt = p.a2, p.alpha, self.mt
+        tiles = round_up(p.tiles, p.tile.tm)
+        gemm = 2.0 * a2 * p.cpt * p.cig * tiles
+        # B^T d B: 2*alpha 1-D transforms of ~2*alpha FLOPs per tile and input channel;
+        # A^T M A: (alpha + mt) 1-D transforms of ~2*alpha FLOPs per tile and output channel
+        transforms = tiles * (4.0 * alpha * alpha * spec.in_channels + 2.0 * (alpha + mt) * alpha * p.cpt)
+        xp = spec.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
+        staged = (xp + a2 * tiles * (spec.in_channels + p.cpt)) * p.item
+        # the kernels read U, not the weight (a cached weight is not even uploaded)
+        bytes_ = spec.nbytes("input") + spec.nbytes("output") + p.u_bytes() + staged
+        # vectors run along the output channels, blocks of TM rows along the tiles
+        eff = gemm_efficiency(tiles, p.cpg, p.cig, self.gemm_base)
+        if spec.groups > 1:
+            eff *= 0.5
+        return Cost(gemm + transforms, bytes_, 4 * p.nchunks + self.HOST_TRANSFER_LAUNCHES, eff)
+
+
+class WinogradF2(_Winograd):
+    id = "winograd-f2x2-3x3"
+    mt = 2
+    description = "Winograd F(2x2,3x3): 3x3 stride-1 2D conv, 16 batched GEMMs, cached filter transform"
+
+
+class WinogradF4(_Winograd):
+    id = "winograd-f4x4-3x3"
+    mt = 4
+    description = "Winograd F(4x4,3x3): 3x3 stride-1 2D conv, 36 batched GEMMs, cached filter transform"

@@ -1,0 +1,501 @@
+/* winograd: 2D 3x3 stride-1 convolution by Winograd's minimal filtering, F(MT x MT, 3 x 3).
+ *
+ * ALPHA = MT + 2 = 4 (F(2x2,3x3)) or 6 (F(4x4,3x3)); A2 = ALPHA * ALPHA transform positions.
+ * Lavin & Gray's matrices (interpolation points 0, 1, -1 for F(2,3); 0, 1, -1, 2, -2 for F(4,3)):
+ *   U = G g G^T        filter_transform: once per weight (the host caches U)
+ *   V = B^T d B        pad_input + input_transform: ALPHA x ALPHA patches of a zero-padded copy
+ *   M_xi = V_xi @ U_xi wino_gemm: one GEMM per group and transform position xi
+ *   Y = A^T M A + bias output_transform, straight into the NCHW output
+ *
+ * Tiles: output tile (th, tw) of image n covers outputs [th*MT, th*MT+MT) x [tw*MT, tw*MT+MT) and
+ * reads the input patch whose top-left is (th*MT - PH, tw*MT - PW). The host runs the tiles in
+ * chunks of whole images (or of tile rows of one image); within a chunk, tile t = rr*TW + tw with
+ * rr = nl*nth + (th - th0) (nl: image of the chunk, nth tile rows per image), and tile block
+ * tb = t / TM (the last block padded with zero tiles).
+ *
+ * Layouts (GACC: float for float16/float32 storage, double for float64; element indices):
+ *   U[((g*A2 + xi)*NCB + cb)*cig + ci][TN]  co = cb*TN + j within group g, C_out per group padded
+ *                                           with zero channels to CPg = NCB*TN: the GEMM reads NV
+ *                                           aligned VW-vectors per ci, contiguous along ci
+ *   xp[nl][ci][XPH][XPW]                    the chunk's input rows, zero-padded, LM = TM*MT zero
+ *                                           columns on the left (see input_transform)
+ *   V[((tb*groups + g)*cig + ci)*A2 + xi][TM]  one input-transform work-item writes one contiguous
+ *                                           block (stores a page apart cost ten times more on
+ *                                           PoCL); the GEMM reads TM scalars per ci, A2*TM apart
+ *   M[((tb*A2 + xi)*TM + i)*CPT + g*CPg + co]  CPT = groups*CPg, co contiguous: the GEMM stores
+ *                                           aligned vectors, the output transform loads them
+ *
+ * The GEMM is register-blocked: a work-item computes TM tiles x TN = VW*NV output channels of one
+ * (g, xi) with TM*NV vector accumulators, reading per ci NV aligned vectors of U and TM scalars of
+ * V. No edge cases: the host pads C_out to TN and the tiles to TM. Plain a*b+c on purpose (not
+ * fma()/mad()), vectors through cast pointers (vloadN/vstoreN are function calls on PoCL's CPU
+ * driver; unaligned vectors through typedefs that lower the alignment). The reduction order is
+ * fixed: the same bits every run.
+ *
+ * Non-finite values: Winograd spreads a NaN or Inf over a whole tile (and turns Inf into NaN), so
+ * the output transform checks M and Y of each (tile, channel vector); where any is not finite it
+ * recomputes those outputs directly from x and w (as kernels_cl/direct.cl does). NaN/Inf then
+ * propagate exactly as in a direct convolution, and an overflow inside the transforms is repaired.
+ *
+ * Index arithmetic writes q - (q / d) * d rather than q % d (see im2col.cl: Oclgrind and `freeze`).
+ *
+ * Macros: CLCONV_DTYPE (common.h), ALPHA (4 or 6), VW (vector width along co: 4, 8 or 16),
+ *   NV (vectors per GEMM row), TM (tiles per GEMM block, and the input transform's lanes: 4 or 8),
+ *   HAS_BIAS (0/1).
+ */
+#include "common.h"
+
+#if CLCONV_DTYPE == 64
+#define GACC double
+#else
+#define GACC float
+#endif
+
+#define WCAT2(a, b) a##b
+#define WCAT(a, b) WCAT2(a, b)
+#define VACC WCAT(GACC, VW) /* along output channels */
+#define V16 WCAT(GACC, 16)
+#define V8 WCAT(GACC, 8)
+#define V4 WCAT(GACC, 4)
+#define V2 WCAT(GACC, 2)
+#define SEG TM /* input transform: the tiles of a GEMM block as lanes */
+#define VS WCAT(GACC, SEG)
+#if CLCONV_DTYPE == 64
+#define VSI WCAT(long, SEG)
+#else
+#define VSI WCAT(int, SEG)
+#endif
+#if SEG == 8
+#define LANE_IDS ((VSI)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define LANE_IDS ((VSI)(0, 1, 2, 3))
+#endif
+/* unaligned vectors (a typedef may lower the alignment): plain unaligned loads and stores */
+#if CLCONV_DTYPE == 64
+typedef double16 __attribute__((aligned(8))) UV16;
+typedef double8 __attribute__((aligned(8))) UV8;
+typedef double4 __attribute__((aligned(8))) UV4;
+typedef double2 __attribute__((aligned(8))) UV2;
+#else
+typedef float16 __attribute__((aligned(4))) UV16;
+typedef float8 __attribute__((aligned(4))) UV8;
+typedef float4 __attribute__((aligned(4))) UV4;
+typedef float2 __attribute__((aligned(4))) UV2;
+#endif
+#define TN (VW * NV)
+#define A2 (ALPHA * ALPHA)
+#if ALPHA == 4
+#define MT 2
+#else
+#define MT 4
+#endif
+
+/* 1D transforms on any arithmetic type (scalars or vectors); outputs are assigned. */
+#if ALPHA == 4
+/* B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] */
+#define BT_1D(d, o, s)                               \
+    do {                                             \
+        o[0 * (s)] = d[0 * (s)] - d[2 * (s)];        \
+        o[1 * (s)] = d[1 * (s)] + d[2 * (s)];        \
+        o[2 * (s)] = d[2 * (s)] - d[1 * (s)];        \
+        o[3 * (s)] = d[1 * (s)] - d[3 * (s)];        \
+    } while (0)
+/* G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] */
+#define G_1D(g, o, s)                                                  \
+    do {                                                               \
+        const G_T a_ = g[0 * (s)] + g[2 * (s)];                        \
+        o[0 * (s)] = g[0 * (s)];                                       \
+        o[1 * (s)] = (a_ + g[1 * (s)]) * (GACC)0.5;                    \
+        o[2 * (s)] = (a_ - g[1 * (s)]) * (GACC)0.5;                    \
+        o[3 * (s)] = g[2 * (s)];                                       \
+    } while (0)
+/* A^T = [1 1 1 0; 0 1 -1 -1] */
+#define AT_1D(m, o, s)                                          \
+    do {                                                        \
+        o[0 * (s)] = m[0 * (s)] + m[1 * (s)] + m[2 * (s)];      \
+        o[1 * (s)] = m[1 * (s)] - m[2 * (s)] - m[3 * (s)];      \
+    } while (0)
+#elif ALPHA == 6
+/* B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */
+#define BT_1D(d, o, s)                                                              \
+    do {                                                                            \
+        const VTMP p_ = d[4 * (s)] - (GACC)4 * d[2 * (s)];                          \
+        const VTMP q_ = d[3 * (s)] - (GACC)4 * d[1 * (s)];                          \
+        const VTMP r_ = d[4 * (s)] - d[2 * (s)];                                    \
+        const VTMP s_ = (GACC)2 * (d[3 * (s)] - d[1 * (s)]);                        \
+        o[0 * (s)] = (GACC)4 * d[0 * (s)] - (GACC)5 * d[2 * (s)] + d[4 * (s)];      \
+        o[1 * (s)] = p_ + q_;                                                       \
+        o[2 * (s)] = p_ - q_;                                                       \
+        o[3 * (s)] = r_ + s_;                                                       \
+        o[4 * (s)] = r_ - s_;                                                       \
+        o[5 * (s)] = (GACC)4 * d[1 * (s)] - (GACC)5 * d[3 * (s)] + d[5 * (s)];      \
+    } while (0)
+/* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
+#define G_1D(g, o, s)                                                               \
+    do {                                                                            \
+        const G_T a_ = g[0 * (s)] + g[2 * (s)];                                     \
+        const G_T b_ = g[0 * (s)] * (GACC)(1.0 / 24.0) + g[2 * (s)] * (GACC)(1.0 / 6.0); \
+        const G_T c_ = g[1 * (s)] * (GACC)(1.0 / 12.0);                             \
+        o[0 * (s)] = g[0 * (s)] * (GACC)0.25;                                       \
+        o[1 * (s)] = -(a_ + g[1 * (s)]) * (GACC)(1.0 / 6.0);                        \
+        o[2 * (s)] = -(a_ - g[1 * (s)]) * (GACC)(1.0 / 6.0);                        \
+        o[3 * (s)] = b_ + c_;                                                       \
+        o[4 * (s)] = b_ - c_;                                                       \
+        o[5 * (s)] = g[2 * (s)];                                                    \
+    } while (0)
+/* A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
+#define AT_1D(m, o, s)                                                  \
+    do {                                                                \
+        const VTMP a_ = m[1 * (s)] + m[2 * (s)];                        \
+        const VTMP b_ = m[1 * (s)] - m[2 * (s)];                        \
+        const VTMP c_ = m[3 * (s)] + m[4 * (s)];                        \
+        const VTMP d_ = m[3 * (s)] - m[4 * (s)];                        \
+        o[0 * (s)] = m[0 * (s)] + a_ + c_;                              \
+        o[1 * (s)] = b_ + (GACC)2 * d_;                                 \
+        o[2 * (s)] = a_ + (GACC)4 * c_;                                 \
+        o[3 * (s)] = b_ + (GACC)8 * d_ + m[5 * (s)];                    \
+    } while (0)
+#else
+#error "ALPHA must be 4 or 6"
+#endif
+
+/* ---------------------------------------------------------------- filter transform
+ * One work-item per (g, channel block cb, ci), ci fastest: U(g, xi, co, ci) = (G g G^T)[xi] for
+ * the 3x3 filters w[g*cog + co][ci] of the TN channels co of block cb, computed as NV vectors of
+ * VW channels (zeros for the padding channels co >= cog) and stored as TN contiguous values per
+ * xi: consecutive work-items fill U in order. */
+__kernel void filter_transform(
+    __global const T* restrict w, const int w_off,
+    __global GACC* restrict u,
+    const int cig, const int cog, const int CPg, const int total)
+{
+    const int gid = get_global_id(0);
+    if (gid >= total) return;
+    const int NCB = CPg / TN;
+    const int r = gid / cig, ci = gid - r * cig;
+    const int g = r / NCB, cb = r - g * NCB;
+    __global VACC* out = (__global VACC*)u + ((g * A2 * NCB + cb) * cig + ci) * NV;
+    const int xi_stride = NCB * cig * NV; /* in vectors */
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+        VACC f[9];
+#pragma unroll
+        for (int k = 0; k < 9; ++k) f[k] = (VACC)(0);
+        const int co0 = cb * TN + j * VW;
+        for (int e = 0; e < VW; ++e) {
+            const int co = co0 + e;
+            if (co < cog) {
+                const int base = w_off + ((g * cog + co) * cig + ci) * 9;
+#pragma unroll
+                for (int k = 0; k < 9; ++k) f[k][e] = LOAD(w, base + k);
+            }
+        }
+#define VTMP VACC
+#define G_T VACC
+        VACC tmp[ALPHA * 3], uu[A2];
+#pragma unroll
+        for (int c = 0; c < 3; ++c) G_1D((f + c), (tmp + c), 3);                 /* G g: columns */
+#pragma unroll
+        for (int i = 0; i < ALPHA; ++i) G_1D((tmp + 3 * i), (uu + ALPHA * i), 1); /* (G g) G^T: rows */
+#undef G_T
+#undef VTMP
+#pragma unroll
+        for (int xi = 0; xi < A2; ++xi) out[xi * xi_stride + j] = uu[xi];
+    }
+}
+
+/* ---------------------------------------------------------------- zero-padded input copy
+ * The input transform reads a zero-padded copy of the chunk's input rows, so that it needs no
+ * bounds checks and can load whole row segments as vectors. xp[nl][ci][pr][j] (nl < nimg images
+ * from n0, XPH padded rows from padded row r0, XPW columns) = x[n0 + nl][ci][r0 + pr - PH][j - PW],
+ * or 0 outside the input. One work-item per padded row; get_global_id(0) = (nl*C_in + ci)*XPH + pr. */
+__kernel void pad_input(
+    __global const T* restrict x, const int x_off,
+    __global GACC* restrict xp, const int xp_off,
+    const int C_in, const int IH, const int IW, const int PH, const int PW,
+    const int n0, const int r0, const int XPH, const int XPW, const int rows)
+{
+    const int row = get_global_id(0);
+    if (row >= rows) return;
+    const int q = row / XPH, pr = row - q * XPH;
+    const int nl = q / C_in, ci = q - nl * C_in;
+    const int ih = r0 + pr - PH;
+    __global GACC* dst = xp + xp_off + row * XPW;
+    if (ih < 0 || ih >= IH) {
+        for (int j = 0; j < XPW; ++j) dst[j] = (GACC)0;
+        return;
+    }
+    const __global T* src = x + x_off + (((n0 + nl) * C_in + ci) * IH + ih) * IW;
+    for (int j = 0; j < PW; ++j) dst[j] = (GACC)0;
+    __global GACC* mid = dst + PW;
+    for (int j = 0; j < IW; ++j) mid[j] = LOAD(src, j);
+    for (int j = PW + IW; j < XPW; ++j) dst[j] = (GACC)0;
+}
+
+/* ---------------------------------------------------------------- input transform
+ * One work-item per (input channel, block of SEG (= TM: 4 or 8) consecutive tiles of the chunk):
+ * get_global_id(0) = channel, (1) = tile block tb. The tiles are the lanes of VS vectors. A block
+ * is one or more runs of consecutive tiles of one tile row; for each run, every padded input row
+ * of the run (SEG*MT + 2 values) is read as two or four unaligned vectors and dealt to the lanes
+ * by swizzles (two-vector ones through __builtin_shufflevector: one shuffle instruction, where a
+ * vector literal of two swizzles crashes Oclgrind 21.10's uninitialized-value checker), lanes
+ * outside the run blended away. xp rows carry a left margin of LM = SEG*MT zero
+ * columns, so that a run that starts at lane l > 0 can start its loads l tiles left of its first
+ * tile. Lanes past the chunk's last tile stay zero.
+ * V[((tb*groups + g)*cig + ci)*A2 + xi][SEG]: one work-item writes one contiguous block (scattered
+ * stores, one page apart per xi, cost ten times more on PoCL). */
+#if ALPHA == 4 && SEG == 8
+#define LOAD_ROW(p, d)                                         \
+    do {                                                       \
+        const V16 s0_ = *(const __global UV16*)(p);            \
+        const V16 s1_ = *(const __global UV16*)((p) + 2);      \
+        (d)[0] = s0_.even;                                     \
+        (d)[1] = s0_.odd;                                      \
+        (d)[2] = s1_.even;                                     \
+        (d)[3] = s1_.odd;                                      \
+    } while (0)
+#elif ALPHA == 4 && SEG == 4
+#define LOAD_ROW(p, d)                                         \
+    do {                                                       \
+        const V8 s0_ = *(const __global UV8*)(p);              \
+        const V8 s1_ = *(const __global UV8*)((p) + 2);        \
+        (d)[0] = s0_.even;                                     \
+        (d)[1] = s0_.odd;                                      \
+        (d)[2] = s1_.even;                                     \
+        (d)[3] = s1_.odd;                                      \
+    } while (0)
+#elif ALPHA == 6 && SEG == 8
+#define LOAD_ROW(p, d)                                         \
+    do {                                                       \
+        const V16 s0_ = *(const __global UV16*)(p);            \
+        const V16 s1_ = *(const __global UV16*)((p) + 16);     \
+        const V16 s2_ = *(const __global UV16*)((p) + 2);      \
+        const V16 s3_ = *(const __global UV16*)((p) + 18);     \
+        (d)[0] = __builtin_shufflevector(s0_, s1_, 0, 4, 8, 12, 16, 20, 24, 28);  \
+        (d)[1] = __builtin_shufflevector(s0_, s1_, 1, 5, 9, 13, 17, 21, 25, 29);  \
+        (d)[2] = __builtin_shufflevector(s0_, s1_, 2, 6, 10, 14, 18, 22, 26, 30); \
+        (d)[3] = __builtin_shufflevector(s0_, s1_, 3, 7, 11, 15, 19, 23, 27, 31); \
+        (d)[4] = __builtin_shufflevector(s2_, s3_, 2, 6, 10, 14, 18, 22, 26, 30); \
+        (d)[5] = __builtin_shufflevector(s2_, s3_, 3, 7, 11, 15, 19, 23, 27, 31); \
+    } while (0)
+#elif ALPHA == 6 && SEG == 4
+#define LOAD_ROW(p, d)                                         \
+    do {                                                       \
+        const V16 s0_ = *(const __global UV16*)(p);            \
+        const V16 s2_ = *(const __global UV16*)((p) + 2);      \
+        (d)[0] = s0_.s048c;                                    \
+        (d)[1] = s0_.s159d;                                    \
+        (d)[2] = s0_.s26ae;                                    \
+        (d)[3] = s0_.s37bf;                                    \
+        (d)[4] = s2_.s26ae;                                    \
+        (d)[5] = s2_.s37bf;                                    \
+    } while (0)
+#else
+#error "SEG must be 4 or 8"
+#endif
+
+__kernel void input_transform(
+    __global const GACC* restrict xp, const int xp_off,
+    __global GACC* restrict v, const int v_off,
+    const int C_in, const int cig, const int TW, const int nth, const int count, const int NTB,
+    const int XPH, const int XPW)
+{
+    const int ci = get_global_id(0);
+    const int tb = get_global_id(1);
+    if (ci >= C_in || tb >= NTB) return;
+    VS d[A2];
+#pragma unroll
+    for (int k = 0; k < A2; ++k) d[k] = (VS)(0);
+    int lane = 0, t = tb * SEG;
+    while (lane < SEG && t < count) {
+        const int rr = t / TW, tw = t - rr * TW;
+        const int len = min(min(SEG - lane, TW - tw), count - t);
+        const int nl = rr / nth, thl = rr - nl * nth;
+        const __global GACC* p =
+            xp + xp_off + ((nl * C_in + ci) * XPH + thl * MT) * XPW + (SEG + tw - lane) * MT;
+        if (len == SEG) { /* the whole block in one tile row */
+#pragma unroll
+            for (int r = 0; r < ALPHA; ++r) LOAD_ROW(p + r * XPW, d + r * ALPHA);
+        } else {
+            const VSI id = LANE_IDS;
+            const VSI in_run = (id >= (VSI)(lane)) & (id < (VSI)(lane + len));
+            VS e[ALPHA];
+#pragma unroll
+            for (int r = 0; r < ALPHA; ++r) {
+                LOAD_ROW(p + r * XPW, e);
+#pragma unroll
+                for (int c = 0; c < ALPHA; ++c) d[r * ALPHA + c] = select(d[r * ALPHA + c], e[c], in_run);
+            }
+        }
+        lane += len;
+        t += len;
+    }
+#define VTMP VS
+    VS tmp[A2];
+#pragma unroll
+    for (int c = 0; c < ALPHA; ++c) BT_1D((d + c), (tmp + c), ALPHA);             /* B^T d: columns */
+#pragma unroll
+    for (int r = 0; r < ALPHA; ++r) BT_1D((tmp + ALPHA * r), (d + ALPHA * r), 1);  /* (B^T d) B: rows */
+#undef VTMP
+    const int g = ci / cig, cil = ci - g * cig;
+    __global VS* o = (__global VS*)(v + v_off) + ((tb * (C_in / cig) + g) * cig + cil) * A2;
+#pragma unroll
+    for (int xi = 0; xi < A2; ++xi) o[xi] = d[xi];
+}
+
+/* ---------------------------------------------------------------- batched GEMM
+ * M(xi, t, g*CPg + co) = sum_ci V(g, xi, t, ci) * U(g, xi, co, ci) for a TM x TN block:
+ * get_global_id(0) = tile block tb, (1) = channel block cb, (2) = g * A2 + xi. The host groups
+ * tile blocks into a work-group, so they share the U panel (cig x TN) in cache. */
+__kernel void wino_gemm(
+    __global const GACC* restrict u, __global const GACC* restrict v, const int v_off,
+    __global GACC* restrict m, const int m_off,
+    const int cig, const int NCB, const int NTB, const int CPg, const int CPT)
+{
+    const int tb = get_global_id(0);
+    const int cb = get_global_id(1);
+    const int gx = get_global_id(2);
+    if (tb >= NTB || cb >= NCB) return;
+    const int g = gx / A2, xi = gx - g * A2;
+    const __global VACC* up = (const __global VACC*)(u + (gx * NCB + cb) * cig * TN);
+    const __global GACC* vp = v + v_off + ((tb * (CPT / CPg) + g) * cig * A2 + xi) * TM;
+    VACC acc[TM][NV];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < NV; ++j) acc[i][j] = (VACC)(0);
+    for (int k = 0; k < cig; ++k) {
+        VACC b[NV];
+#pragma unroll
+        for (int j = 0; j < NV; ++j) b[j] = up[j];
+        up += NV;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const GACC a = vp[i];
+#pragma unroll
+            for (int j = 0; j < NV; ++j) acc[i][j] = a * b[j] + acc[i][j];
+        }
+        vp += A2 * TM;
+    }
+    __global GACC* mp = m + m_off + (tb * A2 + xi) * TM * CPT + g * CPg + cb * TN;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < NV; ++j) *(__global VACC*)(mp + i * CPT + j * VW) = acc[i][j];
+}
+
+/* ---------------------------------------------------------------- output transform
+ * STORE_ROW(y, e, p): store lane e of the MT vectors y[0..MT-1] as MT consecutive outputs at p. */
+#define LANE(v, e) ((v)[e]) /* a vector subscript: no address taken, the vector stays in registers */
+#if MT == 2
+#define ROWVEC(y, e) ((V2)(LANE((y)[0], e), LANE((y)[1], e)))
+#else
+#define ROWVEC(y, e) ((V4)(LANE((y)[0], e), LANE((y)[1], e), LANE((y)[2], e), LANE((y)[3], e)))
+#endif
+#if CLCONV_DTYPE == 16
+#define STORE_ROW(y, e, p) WCAT(WCAT(vstore_half, MT), _rte)(ROWVEC(y, e), 0, (p))
+#else
+#define STORE_ROW(y, e, p) (*(__global WCAT(UV, MT)*)(p) = ROWVEC(y, e))
+#endif
+
+/* One work-item per (vector of VW output channels, tile block): get_global_id(0) = channel vector
+ * (over all groups' padded channels), get_global_id(1) = tile block tb; it walks the TM tiles of
+ * the block (their M rows are CPT apart). */
+__kernel void output_transform(
+    __global const GACC* restrict m, const int m_off,
+    __global const T* restrict x, const int x_off,
+    __global const T* restrict w, const int w_off,
+    __global const T* restrict bias, const int b_off,
+    __global T* restrict y, const int y_off,
+    const int C_in, const int C_out, const int cig, const int cog, const int CPg, const int CPT,
+    const int IH, const int IW, const int OH, const int OW, const int PH, const int PW,
+    const int n0, const int th0, const int nth, const int TW, const int count)
+{
+    const int cv = get_global_id(0);
+    const int tb = get_global_id(1);
+    if (cv * VW >= CPT || tb * TM >= count) return;
+    const int g = (cv * VW) / CPg, cl0 = cv * VW - g * CPg;
+    const int lanes = min(VW, cog - cl0); /* valid channels of this vector (CPg % VW == 0) */
+    if (lanes <= 0) return;
+#if HAS_BIAS
+    VACC bv = (VACC)(0);
+    for (int e = 0; e < lanes; ++e) bv[e] = LOAD(bias, b_off + g * cog + cl0 + e);
+#endif
+    for (int i = 0; i < TM; ++i) { /* the tiles of block tb, one after another */
+        const int t = tb * TM + i;
+        if (t >= count) break;
+        VACC mm[A2];
+        const __global GACC* mp = m + m_off + (tb * A2 * TM + i) * CPT + cv * VW;
+#pragma unroll
+        for (int xi = 0; xi < A2; ++xi) mm[xi] = *(const __global VACC*)(mp + xi * TM * CPT);
+#define VTMP VACC
+        VACC tmp[MT * ALPHA], yy[MT * MT];
+#pragma unroll
+        for (int c = 0; c < ALPHA; ++c) AT_1D((mm + c), (tmp + c), ALPHA);       /* A^T M: columns */
+#pragma unroll
+        for (int r = 0; r < MT; ++r) AT_1D((tmp + ALPHA * r), (yy + MT * r), 1);  /* (A^T M) A: rows */
+#undef VTMP
+        /* any NaN or Inf in M or Y: recompute these outputs directly (see the file comment) */
+        VACC probe = (VACC)(0);
+#pragma unroll
+        for (int xi = 0; xi < A2; ++xi) probe += mm[xi] - mm[xi];
+#pragma unroll
+        for (int k = 0; k < MT * MT; ++k) probe += yy[k] - yy[k];
+        const bool direct = any(isnan(probe));
+
+        const int rr = t / TW, tw = t - rr * TW;
+        const int nl = rr / nth;
+        const int n = n0 + nl, th = th0 + rr - nl * nth;
+        const int oh0 = th * MT, ow0 = tw * MT;
+        const int rows = min(MT, OH - oh0), cols = min(MT, OW - ow0);
+        const int co0 = g * cog + cl0;
+        __global T* yp = y + y_off + ((n * C_out + co0) * OH + oh0) * OW + ow0;
+        const int plane = OH * OW;
+#if HAS_BIAS
+#pragma unroll
+        for (int k = 0; k < MT * MT; ++k) yy[k] += bv;
+#endif
+        if (!direct && lanes == VW && rows == MT && cols == MT) {
+            /* the common case: every lane and every output of the tile; each output row of each
+             * channel is one short vector store, built with constant lane indices */
+#pragma unroll
+            for (int e = 0; e < VW; ++e)
+#pragma unroll
+                for (int r = 0; r < MT; ++r) STORE_ROW(yy + r * MT, e, yp + e * plane + r * OW);
+            continue;
+        }
+        for (int e = 0; e < lanes; ++e) {
+            const int co = co0 + e;
+            if (!direct) {
+                for (int r = 0; r < rows; ++r)
+                    for (int c = 0; c < cols; ++c)
+                        STORE(yy[r * MT + c][e], yp, e * plane + r * OW + c);
+                continue;
+            }
+#if HAS_BIAS
+            const GACC b = LOAD(bias, b_off + co);
+#else
+            const GACC b = (GACC)0;
+#endif
+            for (int r = 0; r < rows; ++r) {
+                for (int c = 0; c < cols; ++c) {
+                    GACC acc = (GACC)0;
+                    for (int ci = 0; ci < cig; ++ci) {
+                        const int xc = x_off + (n * C_in + g * cig + ci) * IH * IW;
+                        const int wc = w_off + (co * cig + ci) * 9;
+                        for (int kh = 0; kh < 3; ++kh) {
+                            const int ih = oh0 + r - PH + kh;
+                            if (ih < 0 || ih >= IH) continue;
+                            for (int kw = 0; kw < 3; ++kw) {
+                                const int iw = ow0 + c - PW + kw;
+                                if (iw < 0 || iw >= IW) continue;
+                                acc += LOAD(x, xc + ih * IW + iw) * LOAD(w, wc + kh * 3 + kw);
+                            }
+                        }
+                    }
+                    STORE(acc + b, yp, e * plane + r * OW + c);
+                }
+            }
+        }
+    }
+}

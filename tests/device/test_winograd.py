@@ -1,0 +1,367 @@
+"""The OpenCL Winograd algorithms beyond the shared grid: tile edges, padding, batches, channel
+counts off the GEMM blocks, chunking, the filter-transform cache, NaN/Inf, determinism, and the
+measured error of F(2x2,3x3) and F(4x4,3x3) on ResNet-like data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clconv.backends.numpy.ops import reference
+from clconv.backends.opencl.algorithms import winograd
+from clconv.conformance.runner import check_result
+from clconv.conformance.tolerances import tolerance
+from clconv.spec import ConvSpec
+
+DTYPES = ("float32", "float64", "float16")
+VARIANTS = {"f2": winograd.WinogradF2, "f4": winograd.WinogradF4}
+
+
+def _spec(xs, ws, dtype="float32", bias=True, **params):
+    return ConvSpec.from_shapes("conv", xs, ws, bias=bias, dtype=dtype, **params)
+
+
+def _arrays(spec, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(spec.input_shape).astype(spec.dtype)
+    w = (rng.standard_normal(spec.weight_shape) * scale).astype(spec.dtype)
+    b = rng.standard_normal(spec.out_channels).astype(spec.dtype) if spec.bias else None
+    return x, w, b
+
+
+def _kernel(variant, spec, device):
+    if spec.dtype == "float64" and not device.fp64:
+        pytest.skip(f"{device.id} lacks fp64")
+    alg = VARIANTS[variant]()
+    support = alg.supports(spec, device)
+    assert support, support.reason
+    return alg.prepare(spec, device)
+
+
+def _check(variant, spec, device, seed=0):
+    """Run the kernel with out= poisoned; the conformance check (NaN/Inf pattern, the winograd
+    tolerance normwise and elementwise, every element written) must pass."""
+    kernel = _kernel(variant, spec, device)
+    x, w, b = _arrays(spec, seed)
+    x0, w0 = x.copy(), w.copy()
+    out = np.full(spec.output_shape, np.nan, dtype=spec.dtype)
+    y = kernel(x, w, b, out=out)
+    assert y is out
+    check_result(spec, "winograd", x, w, b, y)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    return kernel, y
+
+
+# ------------------------------------------------------------------ geometry
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "xs,ws,params",
+    [
+        # odd sizes: the last tile row and column stick out of the output
+        ((1, 3, 7, 9), (5, 3, 3, 3), {"padding": 1}),
+        ((2, 4, 11, 5), (3, 4, 3, 3), {}),
+        # tiny inputs: 1x1 and 2x2 with padding (one partial tile)
+        ((1, 2, 1, 1), (3, 2, 3, 3), {"padding": 1}),
+        ((2, 3, 2, 2), (4, 3, 3, 3), {"padding": 1}),
+        ((1, 1, 2, 1), (1, 1, 3, 3), {"padding": ((1, 0), (2, 0))}),
+        # asymmetric padding, large on one side (whole tiles of zeros)
+        ((1, 3, 6, 7), (4, 3, 3, 3), {"padding": ((0, 2), (3, 1))}),
+        ((2, 2, 5, 5), (2, 2, 3, 3), {"padding": ((4, 0), (0, 5))}),
+        # batch > 1 with tile rows shorter than a tile block (blocks straddle rows and images)
+        ((5, 3, 6, 6), (4, 3, 3, 3), {"padding": 1}),
+        # a wide image: many full tile blocks in one row
+        ((1, 2, 5, 67), (3, 2, 3, 3), {"padding": (1, 2)}),
+    ],
+    ids=["odd", "odd-valid", "1x1", "2x2", "2x1-asym", "asym", "asym-big", "batch5", "wide"],
+)
+def test_geometry(cl_device, variant, dtype, xs, ws, params):
+    _check(variant, _spec(xs, ws, dtype, **params), cl_device)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_many_channels_off_the_blocks(cl_device, variant, dtype):
+    """C_in = 67 (long reductions, not a multiple of anything), C_out = 37 (channel blocks padded
+    with zero channels), no bias."""
+    _check(variant, _spec((2, 67, 9, 10), (37, 67, 3, 3), dtype, bias=False, padding=1), cl_device)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("groups", [2, 3])
+def test_groups(cl_device, variant, groups):
+    _check(variant, _spec((2, 6 * groups, 7, 8), (5 * groups, 6, 3, 3), groups=groups, padding=1), cl_device)
+
+
+# ------------------------------------------------------------------ chunking
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chunks_of_images(cl_device, variant, dtype, monkeypatch):
+    """A budget of about two images: several chunks of whole images, the last one shorter."""
+    spec = _spec((5, 5, 9, 10), (6, 5, 3, 3), dtype, padding=1)
+    whole = winograd.make_plan(spec, cl_device, VARIANTS[variant].mt)
+    one = whole.workspace_bytes() // whole.nimg
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 2 * one + one // 2)
+    plan = winograd.make_plan(spec, cl_device, VARIANTS[variant].mt)
+    chunks = list(plan.chunks())
+    assert plan.nth == plan.th and 1 < plan.nimg < spec.batch and len(chunks) > 2
+    assert sum(c.nimg for c in chunks) == spec.batch
+    _check(variant, spec, cl_device)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chunks_of_tile_rows(cl_device, variant, dtype, monkeypatch):
+    """A budget smaller than one image: chunks of a few tile rows of one image at a time."""
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    spec = _spec((2, 3, 17, 13), (4, 3, 3, 3), dtype, padding=(2, 1))
+    plan = winograd.make_plan(spec, cl_device, VARIANTS[variant].mt)
+    chunks = list(plan.chunks())
+    assert plan.nimg == 1 and plan.nth == 1 and len(chunks) == spec.batch * plan.th
+    _check(variant, spec, cl_device)
+
+
+def test_workspace_is_bounded(cl_device):
+    budget = winograd.budget_bytes(cl_device)
+    for cls in VARIANTS.values():
+        alg = cls()
+        for spec in (
+            _spec((32, 256, 56, 56), (256, 256, 3, 3), padding=1),
+            _spec((1, 64, 512, 512), (64, 64, 3, 3), padding=1),
+        ):
+            plan = winograd.make_plan(spec, cl_device, cls.mt)
+            assert plan.workspace_bytes() <= budget, spec.describe()
+            assert alg.workspace_bytes(spec, cl_device) == plan.workspace_bytes() + plan.u_bytes()
+
+
+# ------------------------------------------------------------------ the filter-transform cache
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_filter_cache_reuses_and_recomputes(cl_device, variant):
+    spec = _spec((2, 8, 9, 9), (16, 8, 3, 3), padding=1)
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec, seed=1)
+    _, w2, _ = _arrays(spec, seed=2)
+    y1 = kernel(x, w, b)
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 0)
+    y1b = kernel(x, w.copy(), b)  # equal bytes in another array: a hit
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 1)
+    np.testing.assert_array_equal(y1, y1b)
+    y2 = kernel(x, w2, b)  # a different weight of the same shape: computed, and right
+    assert kernel.filter_transforms == 2
+    check_result(spec, "winograd", x, w2, b, y2)
+    assert kernel(x, w, b).tobytes() == y1.tobytes()  # the first weight is still cached
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (2, 2)
+    w[3, 2, 1, 0] += 1.0  # an in-place change of a NumPy weight is detected
+    y3 = kernel(x, w, b)
+    assert kernel.filter_transforms == 3
+    check_result(spec, "winograd", x, w, b, y3)
+    kernel.clear_filter_cache()
+    kernel(x, w, b)
+    assert kernel.filter_transforms == 4
+
+
+def test_filter_cache_is_bounded(cl_device, monkeypatch):
+    monkeypatch.setattr(winograd, "FILTER_CACHE_ENTRIES", 2)
+    spec = _spec((1, 4, 6, 6), (4, 4, 3, 3), bias=False, padding=1)
+    kernel = _kernel("f2", spec, cl_device)
+    x, _, _ = _arrays(spec)
+    weights = [_arrays(spec, seed=s)[1] for s in range(3)]
+    for w in weights:
+        kernel(x, w)
+    assert len(kernel.filter_cache.entries) == 2 and kernel.filter_transforms == 3
+    kernel(x, weights[0])  # evicted (least recently used): computed again
+    assert kernel.filter_transforms == 4
+    kernel(x, weights[2])
+    assert kernel.filter_transforms == 4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_device_arrays_and_device_weight_cache(cl_device, variant):
+    """pyopencl arrays in, a pyopencl array out; a device weight is cached by its buffer."""
+    import pyopencl.array as cl_array
+
+    spec = _spec((2, 5, 8, 7), (6, 5, 3, 3), padding=1)
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec)
+    q = cl_device.queue
+    xd, wd, bd = (cl_array.to_device(q, a) for a in (x, w, b))
+    y = kernel(xd, wd, bd)
+    assert isinstance(y, cl_array.Array)
+    check_result(spec, "winograd", x, w, b, y.get(q))
+    kernel(xd, wd, bd)
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 1)
+    # documented: an in-place change of a device weight is not detected until the cache is cleared
+    w2 = _arrays(spec, seed=5)[1]
+    wd.set(w2, queue=q)
+    kernel.clear_filter_cache()
+    check_result(spec, "winograd", x, w2, b, kernel(xd, wd, bd).get(q))
+    assert kernel.filter_transforms == 2
+
+
+# ------------------------------------------------------------------ NaN, Inf, determinism
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nan_and_inf_propagate_as_in_a_direct_convolution(cl_device, variant, dtype):
+    """A NaN or Inf spreads over a whole Winograd tile; the output transform falls back to a direct
+    sum there, so the NaN/Inf pattern equals the reference's, and so do the other outputs."""
+    spec = _spec((2, 4, 10, 9), (5, 4, 3, 3), dtype, padding=1)
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec, seed=3)
+    x[0, 1, 4, 4] = np.nan
+    x[1, 2, 0, 8] = np.inf
+    x[1, 0, 9, 0] = -np.inf
+    y = kernel(x, w, b)
+    check_result(spec, "winograd", x, w, b, y)
+    assert np.isnan(y).any() and np.isinf(y).any()
+
+
+def test_overflow_in_the_transforms_is_repaired(cl_device):
+    """F(4x4)'s input transform scales by up to 25 (B^T d B): float32 values near 1e37 overflow
+    there, though the convolution itself does not. Those tiles are computed directly (finite, and
+    exact zeros where the direct sum is zero)."""
+    spec = _spec((1, 1, 6, 6), (1, 1, 3, 3), "float32", bias=False)
+    kernel = _kernel("f4", spec, cl_device)
+    x = np.zeros(spec.input_shape, np.float32)
+    x[0, 0, 2, 2] = 3e37
+    x[0, 0, 3, 3] = -3e37
+    w = np.zeros(spec.weight_shape, np.float32)
+    w[0, 0, 1, 1] = 0.5
+    y = kernel(x, w)
+    assert np.isfinite(y).all()
+    check_result(spec, "winograd", x, w, None, y)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_deterministic(cl_device, variant):
+    spec = _spec((2, 19, 13, 11), (21, 19, 3, 3), padding=1)
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec)
+    first = kernel(x, w, b)
+    kernel.clear_filter_cache()  # the filter transform too
+    assert kernel(x, w, b).tobytes() == first.tobytes()
+    assert kernel(x, w, b).tobytes() == first.tobytes()
+
+
+# ------------------------------------------------------------------ support and cost
+@pytest.mark.parametrize(
+    "xs,ws,params,reason",
+    [
+        ((1, 2, 8, 8), (2, 2, 5, 5), {}, "3x3 kernels only"),
+        ((1, 2, 8, 8), (2, 2, 3, 3), {"stride": 2}, "stride 1 only"),
+        ((1, 2, 8, 8), (2, 2, 3, 3), {"dilation": 2}, "dilation 1 only"),
+        ((1, 2, 8, 8), (2, 2, 3, 3), {"padding": 1, "padding_mode": "reflect"}, "zero padding only"),
+        ((1, 4, 8, 8), (4, 1, 3, 3), {"groups": 4}, "depthwise"),
+        ((1, 2, 8), (2, 2, 3), {}, "2D convolutions only"),
+    ],
+)
+def test_declines_with_a_reason(cl_device, xs, ws, params, reason):
+    spec = _spec(xs, ws, **params)
+    for cls in VARIANTS.values():
+        support = cls().supports(spec, cl_device)
+        assert not support and reason in support.reason
+
+
+def test_declines_transposed(cl_device):
+    spec = ConvSpec.from_shapes("conv_transpose", (1, 2, 8, 8), (2, 2, 3, 3))
+    assert "transposed" in winograd.WinogradF4().supports(spec, cl_device).reason
+
+
+def test_cost_counts_the_winograd_work(cl_device):
+    spec = _spec((1, 256, 14, 14), (256, 256, 3, 3), bias=False, padding=1)
+    f2 = winograd.WinogradF2().cost(spec, cl_device)
+    f4 = winograd.WinogradF4().cost(spec, cl_device)
+    # GEMM part: 16 (36) positions x C_out x C_in x tiles x 2, tiles padded to the GEMM block
+    assert f2.flops >= 16 * 256 * 256 * 49 * 2
+    assert f4.flops >= 36 * 256 * 256 * 16 * 2
+    assert f4.flops < f2.flops < spec.flops
+    # the transformed weight is read every call: F(4x4)'s is 36/16 times F(2x2)'s
+    assert f4.bytes > f2.bytes > spec.nbytes("weight")
+    assert f2.launches >= 4 + winograd.WinogradF2.HOST_TRANSFER_LAUNCHES
+
+
+# ------------------------------------------------------------------ measured error
+def test_measured_error_on_resnet_like_data(cl_device, capsys):
+    """He-initialized weights, N(0, 1) activations, ResNet-50's 3x3 layers at reduced spatial size:
+    the normwise error of both variants stays within the winograd tolerance (printed)."""
+    rows = []
+    for c, hw in ((64, 28), (128, 14), (256, 14), (512, 7)):
+        spec = _spec((1, c, hw, hw), (c, c, 3, 3), bias=False, padding=1)
+        x, w, _ = _arrays(spec, seed=c, scale=np.sqrt(2.0 / (c * 9)))
+        exact = reference(spec, x, w, None)
+        for name, cls in VARIANTS.items():
+            y = cls().prepare(spec, cl_device)(x, w)
+            err = float(np.linalg.norm((y.astype(np.float64) - exact).ravel()) / np.linalg.norm(exact.ravel()))
+            rows.append((spec.describe(), name, err))
+            assert err <= tolerance("winograd", "float32")[1], (spec.describe(), name, err)
+    with capsys.disabled():
+        print()
+        for desc, name, err in rows:
+            print(f"    winograd {name} normwise error {err:.2e}  {desc}")
+    f2 = max(e for _, n, e in rows if n == "f2")
+    f4 = max(e for _, n, e in rows if n == "f4")
+    assert f2 < f4  # F(4x4) trades accuracy for fewer multiplications
+
+
+class _PoisonedCL:
+    """pyopencl, except that every buffer it allocates starts filled with NaN bits."""
+
+    def __init__(self, queue):
+        import pyopencl as cl
+
+        self._cl, self._queue = cl, queue
+
+    def __getattr__(self, name):
+        return getattr(self._cl, name)
+
+    def Buffer(self, ctx, flags, size, *args, **kwargs):  # pyopencl's name
+        buf = self._cl.Buffer(ctx, flags, size, *args, **kwargs)
+        self._cl.enqueue_fill_buffer(self._queue, buf, np.uint8(0xFF), 0, size)
+        self._queue.finish()
+        return buf
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "xs,ws,params",
+    [
+        ((2, 3, 9, 8), (4, 3, 3, 3), {"padding": 1}),
+        ((3, 6, 7, 5), (10, 3, 3, 3), {"groups": 2, "padding": ((0, 2), (1, 0))}),
+        ((1, 5, 13, 21), (19, 5, 3, 3), {"padding": 1}),
+        ((1, 64, 14, 14), (37, 64, 3, 3), {"padding": 1}),
+    ],
+    ids=["basic", "groups-asym", "odd", "channels"],
+)
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunked"])
+def test_reads_only_what_it_writes(cl_device, variant, dtype, xs, ws, params, chunked, monkeypatch):
+    """Every buffer the algorithm allocates (transformed weight, workspace) filled with NaN bits
+    first changes no bit of the result: nothing a kernel reads into an output was left unwritten
+    (a NaN read would give a NaN output, or a direct-fallback tile with other rounding)."""
+    spec = _spec(xs, ws, dtype, **params)
+    x, w, b = _arrays(spec)
+    clean = _kernel(variant, spec, cl_device)(x, w, b)
+    monkeypatch.setattr(winograd, "cl", _PoisonedCL(cl_device.queue))
+    if chunked:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    poisoned = _kernel(variant, spec, cl_device)(x, w, b)
+    assert poisoned.tobytes() == clean.tobytes()
+
+
+# ------------------------------------------------------------------ every block shape
+TILINGS = [
+    winograd.Tiling(vw=16, nv=2, tm=8),  # AVX-512 CPUs
+    winograd.Tiling(vw=16, nv=4, tm=4),  # AVX-512, at most 4 tiles
+    winograd.Tiling(vw=8, nv=2, tm=4),  # AVX2 CPUs
+    winograd.Tiling(vw=4, nv=2, tm=4),  # other devices
+    winograd.Tiling(vw=8, nv=1, tm=8),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("tile", TILINGS, ids=lambda t: f"{t.vw}x{t.nv}x{t.tm}")
+def test_every_block_shape(cl_device, variant, dtype, tile, monkeypatch):
+    """The blocks other devices get, checked here: the macros compile and compute right."""
+    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: tile)
+    _check(variant, _spec((2, 9, 11, 7), (21, 9, 3, 3), dtype, padding=(1, 2)), cl_device)
