@@ -245,30 +245,46 @@ def _sync(result: Any) -> None:
 
 
 def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, placement: Any = None,
-            ) -> dict[str, tuple[float, str]]:
-    """Time candidates (best predicted first) within ``budget_s``; returns name -> (seconds, note).
+            rounds: int = 7) -> dict[str, tuple[float, str]]:
+    """Time candidates within ``budget_s``; returns name -> (seconds, note).
 
-    Candidates predicted to be far slower than the best measured so far, or left
-    when the budget is spent, get ``inf`` with a note instead of a measurement.
+    Each candidate is prepared and warmed up once; then the timed calls are
+    interleaved (one call of each candidate per round, up to ``rounds``), so that a
+    change in machine load between candidates cannot decide the ranking; the median
+    of each candidate's rounds is its time. Candidates predicted to be over 20x
+    slower than the best prediction, or that fail, get ``inf`` with a note.
     """
     out: dict[str, tuple[float, str]] = {}
     arrays = _arrays(spec, placement)
+    x, w, b = arrays
     ordered = sorted(candidates, key=lambda c: c.predicted_s if c.predicted_s is not None else math.inf)
+    best_pred = min((c.predicted_s for c in ordered if c.predicted_s is not None), default=math.inf)
     start = time.perf_counter()
-    best = math.inf
-    for i, c in enumerate(ordered):
-        left = budget_s - (time.perf_counter() - start)
-        if left <= 0:
+    live = []
+    for c in ordered:
+        if time.perf_counter() - start > budget_s:
             out[c.name] = (math.inf, "not measured: tuning budget spent")
             continue
-        if c.predicted_s is not None and best < math.inf and c.predicted_s > 20 * best:
-            out[c.name] = (math.inf, "not measured: predicted over 20x slower than the best measured")
+        if c.predicted_s is not None and best_pred < math.inf and c.predicted_s > 20 * best_pred:
+            out[c.name] = (math.inf, "not measured: predicted over 20x slower than the best prediction")
             continue
         try:
             kernel = c.algorithm.prepare(spec, c.device)
-            t = time_kernel(kernel, arrays, min(left, budget_s / 2))
-            out[c.name] = (t, "measured")
-            best = min(best, t)
+            _sync(kernel(x, w, b))  # warm-up: builds, first-touch allocations
+            live.append((c, kernel, []))
         except Exception as exc:  # a candidate that fails to run is remembered as unusable
             out[c.name] = (math.inf, f"failed: {type(exc).__name__}: {exc}"[:300])
+    for r in range(rounds):
+        for c, kernel, times in live:
+            try:
+                t = time.perf_counter()
+                _sync(kernel(x, w, b))
+                times.append(time.perf_counter() - t)
+            except Exception as exc:
+                out[c.name] = (math.inf, f"failed: {type(exc).__name__}: {exc}"[:300])
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    for c, _, times in live:
+        if c.name not in out and times:
+            out[c.name] = (statistics.median(times), f"measured ({len(times)} interleaved rounds)")
     return out
