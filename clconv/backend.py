@@ -160,7 +160,7 @@ class Kernel(ABC):
         ):
             if shape is None:
                 if arr is not None:
-                    raise ConvValueError(f"bias was given, but this kernel was prepared without a bias")
+                    raise ConvValueError("bias was given, but this kernel was prepared without a bias")
                 continue
             if arr is None:
                 raise ConvValueError(f"{name} is None; this kernel needs an array of shape {shape}")

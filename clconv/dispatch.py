@@ -26,7 +26,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import config, costmodel, tuning
 from .backend import Algorithm, Backend, Device, Kernel, Support, check_memory, format_bytes

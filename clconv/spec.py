@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConvTypeError, ConvValueError, bad_value
+from .errors import ConvTypeError, bad_value
 
 #: dtypes every backend must accept (a backend may reject one with a reason).
 DTYPES = ("float16", "float32", "float64")

@@ -50,7 +50,6 @@ class OpenCLBackend(Backend):
         import time
 
         import numpy as np
-        import pyopencl as cl
         import pyopencl.array as cl_array
 
         iters = 4096

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import threading
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,7 @@ class OpenCLAlgorithm(Algorithm):
         return first_failure(
             (bool(broken), f"device {broken}", "capability"),
             (spec.dtype == "float64" and not device.fp64,
-             f"device lacks cl_khr_fp64, needed for float64", "capability"),
+             "device lacks cl_khr_fp64, needed for float64", "capability"),
             (max(spec.nbytes("input"), spec.nbytes("output"), spec.nbytes("weight"))
              > getattr(device, "max_alloc_bytes", 0) > 0,
              "an array exceeds the device's max allocation size", "memory"),
@@ -76,6 +78,37 @@ def _device_array(name: str, arr: Any, ctx: Any, queue: Any, dtype: str) -> Any:
         return arr
     host = runtime.host_array(arr, dtype)
     return cl_array.to_device(queue, host)
+
+
+class WorkspacePool:
+    """One growing workspace buffer per queue, shared by every kernel of one algorithm instance.
+
+    Keyed by queue, not by context: an in-order queue runs the kernels of successive calls
+    one after another, so a buffer reused on one queue never overlaps itself, whichever
+    spec (kernel object) uses it; two queues of one context may run concurrently. A call
+    holds the queue's lock while it enqueues, so that two threads sharing a queue cannot
+    interleave their launches. A bigger need replaces the buffer (OpenCL frees the old one
+    once the commands using it finish). The pool keeps a reference to each queue it saw.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
+
+    @contextmanager
+    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
+        with self._lock:
+            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
+        with entry[1]:
+            if entry[2] is None or entry[2].size < nbytes:
+                entry[2] = None
+                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
+            yield entry[2]
+
+    def buffers(self) -> list[Any]:
+        """The current buffers (for tests and reports)."""
+        with self._lock:
+            return [e[2] for e in self._entries.values() if e[2] is not None]
 
 
 class OpenCLKernel(Kernel):

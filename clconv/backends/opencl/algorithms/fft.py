@@ -65,8 +65,6 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +74,7 @@ from ....backend import Device, Kernel, Support, first_failure
 from ....costmodel import Cost, io_bytes
 from ....spec import ConvSpec, is_device_array
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
 from ..runtime import OpenCLDevice, cl
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
@@ -251,29 +249,6 @@ def fft_plan(spec: ConvSpec, device: Device) -> FFTPlan:
 def budget_bytes(device: Device) -> int:
     max_alloc = getattr(device, "max_alloc_bytes", 0)
     return min(WORKSPACE_BUDGET, max_alloc // 4) if max_alloc else WORKSPACE_BUDGET
-
-
-class WorkspacePool:
-    """One growing workspace buffer per queue (an in-order queue never runs two calls at
-    once, whichever spec each has); a call holds the queue's lock while it enqueues."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
-
-    @contextmanager
-    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
-        with self._lock:
-            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
-        with entry[1]:
-            if entry[2] is None or entry[2].size < nbytes:
-                entry[2] = None
-                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
-            yield entry[2]
-
-    def buffers(self) -> list[Any]:
-        with self._lock:
-            return [e[2] for e in self._entries.values() if e[2] is not None]
 
 
 _twiddle_lock = threading.Lock()

@@ -33,9 +33,7 @@ float64 8 x 16 (VW 8, NV 2): ~245/235/245; 6 x 16: ~235/210/235.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +43,8 @@ from ....costmodel import Cost, gemm_efficiency, io_bytes
 from ....backend import Device, Kernel, Support, first_failure
 from ....spec import ConvSpec
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
-from ..runtime import OpenCLDevice, cl
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
+from ..runtime import OpenCLDevice
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
@@ -240,37 +238,6 @@ def reads_input_directly(spec: ConvSpec, device: Device) -> bool:
 
 def chunk_plan(spec: ConvSpec, device: Device) -> ConvChunks | TransposedChunks:
     return transposed_chunks(spec, device) if spec.transposed else conv_chunks(spec, device)
-
-
-class WorkspacePool:
-    """One growing workspace buffer per queue, shared by every kernel of one Im2col instance.
-
-    Keyed by queue, not by context: an in-order queue runs the kernels of successive calls
-    one after another, so a buffer reused on one queue never overlaps itself, whichever
-    spec (kernel object) uses it; two queues of one context may run concurrently. A call
-    holds the queue's lock while it enqueues, so that two threads sharing a queue cannot
-    interleave their launches. A bigger need replaces the buffer (OpenCL frees the old one
-    once the commands using it finish). The pool keeps a reference to each queue it saw.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
-
-    @contextmanager
-    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
-        with self._lock:
-            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
-        with entry[1]:
-            if entry[2] is None or entry[2].size < nbytes:
-                entry[2] = None
-                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
-            yield entry[2]
-
-    def buffers(self) -> list[Any]:
-        """The current buffers (for tests and reports)."""
-        with self._lock:
-            return [e[2] for e in self._entries.values() if e[2] is not None]
 
 
 class Im2colKernel(OpenCLKernel):

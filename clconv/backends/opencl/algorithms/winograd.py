@@ -47,7 +47,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,7 @@ from ....costmodel import Cost, gemm_efficiency
 from ....errors import ConvValueError, UnsupportedError
 from ....spec import ConvSpec, is_device_array
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, WorkspacePool
 from ..runtime import cl, cl_array
 
 #: Upper bound on the workspace (padded input, V and M of one chunk) in bytes (module-level so
@@ -264,31 +263,6 @@ def make_plan(spec: ConvSpec, device: Device, mt: int) -> Plan:
 
 
 # ------------------------------------------------------------------ caches
-class WorkspacePool:
-    """One growing workspace buffer (padded input, V, M) per queue, shared by every kernel of one
-    algorithm instance.
-
-    Keyed by queue: an in-order queue runs successive calls one after another, so a buffer
-    reused on one queue never overlaps itself. A call holds the queue's lock while it enqueues.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[int, list[Any]] = {}  # queue.int_ptr -> [queue, lock, buffer]
-
-    @contextmanager
-    def hold(self, queue: Any, nbytes: int) -> Iterator[Any]:
-        with self._lock:
-            entry = self._entries.setdefault(queue.int_ptr, [queue, threading.Lock(), None])
-        with entry[1]:
-            if entry[2] is None or entry[2].size < nbytes:
-                entry[2] = None
-                entry[2] = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
-            yield entry[2]
-
-    def buffers(self) -> list[Any]:
-        with self._lock:
-            return [e[2] for e in self._entries.values() if e[2] is not None]
 
 
 @dataclass
