@@ -157,10 +157,10 @@ __kernel void rfft_rows(
     __global R* oim = ore + S;
     const int s0 = grid_src(r0, f0, o0, u0, l0, I0, mode);
     const int s1 = grid_src(r1, f1, o1, u1, l1, I1, mode);
-    if (s0 < 0 || s1 < 0) { /* an all-zero row (uniform over the work-group) */
-        for (int k = lid; k < P2; k += ls) { ore[k] = 0; oim[k] = 0; }
-        return;
-    }
+    /* An all-zero row is transformed like any other (zeros in, zeros out): no early return
+     * before the barriers, which PoCL 3.1 did not always honour (wrong rows, now and then,
+     * on a kernel's first launch with 2+ threads). */
+    const int valid = s0 >= 0 && s1 >= 0;
     int base = src_off;
     if (wmode) {
         const int co = (b + wfirst) / cig, ci = b + wfirst - co * cig, g = co / cog;
@@ -168,11 +168,11 @@ __kernel void rfft_rows(
     } else {
         base += b * chan_stride;
     }
-    base += (s0 * I1 + s1) * I2;
+    base += valid ? (s0 * I1 + s1) * I2 : 0;
 #pragma unroll
     for (int t = 0; t < H / ROW_LS; ++t) {
         const int m = lid + t * ROW_LS;
-        const int ia = src2[2 * m], ib = src2[2 * m + 1];
+        const int ia = valid ? src2[2 * m] : -1, ib = valid ? src2[2 * m + 1] : -1;
         const R a = ia >= 0 ? (R)LOAD(src, base + ia) : (R)0;
         const R c = ib >= 0 ? (R)LOAD(src, base + ib) : (R)0;
         buf[m] = (R2)(a * scale, c * scale);
@@ -474,11 +474,10 @@ __kernel void irfft_rows_crop(
 #else
     const ACC bv = 0;
 #endif
-    const int r0 = o0 * rs0 + ro0, r1 = o1 * rs1 + ro1;
-    if (!hit[o0] || !hit[O0 + o1]) { /* uniform over the work-group */
-        for (int o = lid; o < O2; o += ls) STORE(bv, y, ybase + o);
-        return;
-    }
+    /* A row that reads no input (hit 0) is the bias; it still runs the transform, on row 0,
+     * so that every work-group reaches every barrier (see rfft_rows). */
+    const int row_hit = hit[o0] && hit[O0 + o1];
+    const int r0 = row_hit ? o0 * rs0 + ro0 : 0, r1 = row_hit ? o1 * rs1 + ro1 : 0;
     __global const R* xre = spec + spec_off + (nl * C_out + co) * 2 * S + (r0 * N1 + r1) * P2;
     __global const R* xim = xre + S;
     /* Z[k] = (X[k] + conj X[H-k]) + i w^-k (X[k] - conj X[H-k]): twice the packed spectrum */
@@ -496,7 +495,7 @@ __kernel void irfft_rows_crop(
     for (int o = lid; o < O2; o += ls) {
         const int r2 = o * rs2 + ro2;
         ACC v = 0;
-        if (hit[O0 + O1 + o]) {
+        if (row_hit && hit[O0 + O1 + o]) {
             const R2 zz = z[r2 >> 1];
             v = (ACC)((r2 & 1) ? zz.y : zz.x);
             if (!isfinite(v))
