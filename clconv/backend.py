@@ -125,6 +125,9 @@ class Kernel(ABC):
     poison first, to prove that every element is written.
     """
 
+    #: The tunable kernel parameters this kernel runs with (see ``Algorithm.variants``); {} if none.
+    params: dict[str, Any] = {}
+
     def __init__(self, spec: ConvSpec, device: Device, algorithm: "Algorithm"):
         self.spec = spec
         self.device = device
@@ -210,7 +213,40 @@ class Algorithm(ABC):
 
     @abstractmethod
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
-        """Build whatever the spec needs on the device and return a reusable Kernel."""
+        """Build whatever the spec needs on the device and return a reusable Kernel.
+
+        A tunable algorithm (see :meth:`variants`) takes a third argument, ``params``: one of
+        its variants, or None for its default.
+        """
+
+    # -- tunable kernel parameters (tile sizes, vector widths, work-group shapes...)
+    def variants(self, spec: ConvSpec, device: Device) -> list[dict[str, Any]]:
+        """The kernel parameter settings worth measuring for ``spec`` on ``device``, default first.
+
+        An algorithm whose kernels take parameters (tile sizes, vector widths, work-group shapes,
+        as build macros) returns a handful of settings valid on the device, pruned by its facts
+        (each costs a kernel build when measured). ``clconv tune`` and the ``measure`` policy time
+        every variant, store the fastest in the tuning database entry of (device, spec,
+        algorithm), and the dispatcher then prepares with it (:meth:`prepare_with`); without an
+        entry it prepares with the first, the default. Values must survive JSON (str, int,
+        float, bool). The default, ``[{}]``, means nothing to tune: ``prepare`` is then called
+        with two arguments, as for any plugin that knows nothing of parameters.
+        """
+        return [{}]
+
+    def prepare_with(self, spec: ConvSpec, device: Device, params: dict[str, Any] | None = None) -> Kernel:
+        """:meth:`prepare` with kernel parameters (one of :meth:`variants`; None or {}: the default).
+
+        The dispatcher's only way in. The kernel's ``params`` attribute says what it runs with.
+        """
+        kernel = self.prepare(spec, device, params) if params else self.prepare(spec, device)  # type: ignore[call-arg]
+        if not getattr(kernel, "params", None) and params:
+            kernel.params = dict(params)
+        return kernel
+
+    def describe_params(self, params: dict[str, Any]) -> str:
+        """A short human-readable form of one variant (``explain``, ``cache list``)."""
+        return " ".join(f"{k}={v}" for k, v in params.items())
 
     def cost(self, spec: ConvSpec, device: Device) -> "Cost":
         """The work of one call, for the cost model: FLOPs, bytes moved, launches, efficiency.

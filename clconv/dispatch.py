@@ -22,6 +22,7 @@ rejected, its predicted and measured time, its workspace, which one won and why.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import warnings
@@ -39,6 +40,14 @@ class FallbackWarning(UserWarning):
     """The chosen candidate failed at run time; clconv used the next one."""
 
 
+def describe_params(algorithm: Algorithm, params: dict[str, Any]) -> str:
+    """``algorithm.describe_params``, or plain key=value pairs when it raises."""
+    try:
+        return algorithm.describe_params(params)
+    except Exception:
+        return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 @dataclass
 class Candidate:
     """One (backend, device, algorithm) the dispatcher considered for a spec."""
@@ -52,10 +61,25 @@ class Candidate:
     measured_s: float | None = None
     measure_note: str = ""
     chosen: bool = False
+    #: Kernel parameters a tunable algorithm will be prepared with (``Algorithm.variants``),
+    #: and where they came from: "tuned" (the tuning database), "default"; "" when not tunable.
+    params: dict[str, Any] = field(default_factory=dict)
+    params_source: str = ""
 
     @property
     def name(self) -> str:
         return f"{self.backend}/{self.device.id}/{self.algorithm.id}"
+
+    @property
+    def params_text(self) -> str:
+        """The parameters in the algorithm's words, with their source ('' when not tunable)."""
+        if not self.params_source:
+            return ""
+        return f"{describe_params(self.algorithm, self.params)} ({self.params_source})"
+
+    def prepare(self, spec: ConvSpec) -> Kernel:
+        """The kernel of this candidate: tuned parameters when the database has them."""
+        return self.algorithm.prepare_with(spec, self.device, self.params if self.params_source == "tuned" else None)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -70,6 +94,9 @@ class Candidate:
             "measured_s": None if self.measured_s is None or math.isinf(self.measured_s) else self.measured_s,
             "measure_note": self.measure_note,
             "workspace_bytes": self.workspace_bytes,
+            "params": dict(self.params) if self.params_source else None,
+            "params_source": self.params_source,
+            "params_text": self.params_text,
             "chosen": self.chosen,
         }
 
@@ -113,7 +140,8 @@ class Explanation:
             else:
                 status = f"rejected: {c.support.reason}"
             ws = "" if c.workspace_bytes is None else f", workspace {format_bytes(c.workspace_bytes)}"
-            lines.append(f" {mark} {c.name}: {status}{ws}")
+            params = f", params {c.params_text}" if c.support.ok and c.params_source else ""
+            lines.append(f" {mark} {c.name}: {status}{ws}{params}")
         return "\n".join(lines)
 
 
@@ -181,7 +209,7 @@ class Plan:
             for pos in range(self._position + 1, len(order)):
                 nxt = order[pos]
                 try:
-                    kernel = nxt.algorithm.prepare(self.spec, nxt.device)
+                    kernel = nxt.prepare(self.spec)
                 except Exception as prep_exc:
                     self.failures.append((nxt.name, f"{type(prep_exc).__name__}: {prep_exc}"))
                     continue
@@ -326,6 +354,25 @@ def _db_key(spec: ConvSpec, c: Candidate) -> str:
     return tuning.candidate_key(spec, c.backend, version, c.device, source, c.algorithm.id)
 
 
+def _normal(params: Any) -> str:
+    """Parameters compared as canonical JSON (the database turns tuples into lists)."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _set_params(spec: ConvSpec, c: Candidate, entry: dict[str, Any] | None) -> None:
+    """A tunable candidate's parameters: the database entry's when it has some that the
+    algorithm still offers, else the algorithm's default (its first variant)."""
+    variants = tuning.candidate_variants(spec, c)
+    if variants == [{}]:
+        c.params, c.params_source = {}, ""
+        return
+    stored = entry.get("params") if entry else None
+    if isinstance(stored, dict) and _normal(stored) in {_normal(v) for v in variants}:
+        c.params, c.params_source = dict(stored), "tuned"
+    else:
+        c.params, c.params_source = dict(variants[0]), "default"
+
+
 def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settings,
            placement: Any = None, remeasure: bool = False) -> tuple[list[Candidate], str]:
     """Order the supported candidates best first, by ``policy``; returns (order, decided_by)."""
@@ -341,6 +388,7 @@ def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settin
         if entry is not None:
             c.measured_s = float(entry.get("time_s", math.inf))
             c.measure_note = entry.get("note", "")
+        _set_params(spec, c, entry)
     decided_by = "cost model"
     have_all = all(c.measured_s is not None for c in ok)
     if policy == "measure" and not have_all:
@@ -349,10 +397,15 @@ def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settin
         new = {}
         for c in ok:
             if c.name in results:
-                t, note = results[c.name]
-                c.measured_s, c.measure_note = t, note
-                new[keys[c.name]] = {"time_s": t, "note": note, "when": when, "device": c.device.id,
-                                     "spec": spec.describe()}
+                m = results[c.name]
+                c.measured_s, c.measure_note = m.time_s, m.note
+                entry = {"time_s": m.time_s, "note": m.note, "when": when, "device": c.device.id,
+                         "spec": spec.describe()}
+                if m.params is not None:
+                    c.params, c.params_source = m.params, "tuned"
+                    entry.update(params=m.params, params_text=describe_params(c.algorithm, m.params),
+                                 variants=m.variants)
+                new[keys[c.name]] = entry
         db.record(new)
         have_all, decided_by = True, "measured now"
     elif policy in ("auto", "measure") and have_all and len(ok) > 0:
@@ -450,7 +503,7 @@ def plan(
     errors = []
     for position, cand in enumerate(expl.order):
         try:
-            kernel = cand.algorithm.prepare(spec, cand.device)
+            kernel = cand.prepare(spec)
             break
         except Exception as exc:
             if s.strict:

@@ -22,6 +22,7 @@ import statistics
 import threading
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -244,47 +245,125 @@ def _sync(result: Any) -> None:
         q.finish()
 
 
-def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, placement: Any = None,
-            rounds: int = 7) -> dict[str, tuple[float, str]]:
-    """Time candidates within ``budget_s``; returns name -> (seconds, note).
+#: The parameter variants of a candidate are measured when its default variant's first timed
+#: call is within this factor of the fastest candidate's (a clear loser is not tuned).
+VARIANT_MARGIN = 2.0
 
-    Each candidate is prepared and warmed up once; then the timed calls are
-    interleaved (one call of each candidate per round, up to ``rounds``), so that a
-    change in machine load between candidates cannot decide the ranking; the median
-    of each candidate's rounds is its time. Candidates predicted to be over 20x
-    slower than the best prediction, or that fail, get ``inf`` with a note.
+
+@dataclass
+class Measurement:
+    """One candidate's measured time; for a tunable algorithm, its fastest parameter variant
+    (``params``) and every variant's time (``variants``: dicts with params, time_s, note)."""
+
+    time_s: float
+    note: str
+    params: dict[str, Any] | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)
+
+
+def candidate_variants(spec: ConvSpec, candidate: "Candidate") -> list[dict[str, Any]]:
+    """The candidate's parameter variants, default first (``[{}]``: nothing to tune)."""
+    try:
+        found = [dict(v) for v in candidate.algorithm.variants(spec, candidate.device)]
+    except Exception:  # a plugin's broken variants() never breaks measuring
+        return [{}]
+    return found or [{}]
+
+
+def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, placement: Any = None,
+            rounds: int = 7) -> dict[str, Measurement]:
+    """Time candidates, and the parameter variants of tunable ones, within ``budget_s``.
+
+    Each candidate is prepared with its default parameters and warmed up once (builds,
+    first-touch allocations); one trial call of each follows. Then every other variant of a
+    tunable algorithm (``Algorithm.variants``) whose trial came within :data:`VARIANT_MARGIN`
+    of the fastest is prepared and warmed up too: those builds (a kernel compile each, seconds
+    when not cached; algorithms offer a handful) are not charged to the budget. Then the timed
+    calls are interleaved (one call of every candidate and variant per round, at least three
+    rounds and up to ``rounds``), so that a change in machine load between them cannot decide
+    the ranking; the median of each one's rounds is its time, and a candidate's time is that of
+    its fastest variant. Candidates predicted to be over 20x slower than the best prediction, or
+    that fail, get ``inf`` with a note; a variant that fails only loses.
     """
-    out: dict[str, tuple[float, str]] = {}
+    out: dict[str, Measurement] = {}
     arrays = _arrays(spec, placement)
     x, w, b = arrays
     ordered = sorted(candidates, key=lambda c: c.predicted_s if c.predicted_s is not None else math.inf)
     best_pred = min((c.predicted_s for c in ordered if c.predicted_s is not None), default=math.inf)
     start = time.perf_counter()
-    live = []
+    uncharged = 0.0  # seconds spent building and warming up extra variants
+
+    def spent() -> float:
+        return time.perf_counter() - start - uncharged
+
+    def call(kernel: Any) -> float:
+        t = time.perf_counter()
+        _sync(kernel(x, w, b))
+        return time.perf_counter() - t
+
+    def failed(exc: Exception) -> str:
+        return f"failed: {type(exc).__name__}: {exc}"[:300]
+
+    # units: [candidate, params (None: not tunable), kernel, times, failure note, trial seconds]
+    units: list[list[Any]] = []
+    variants: dict[str, list[dict[str, Any]]] = {}
     for c in ordered:
-        if time.perf_counter() - start > budget_s:
-            out[c.name] = (math.inf, "not measured: tuning budget spent")
+        if spent() > budget_s:
+            out[c.name] = Measurement(math.inf, "not measured: tuning budget spent")
             continue
         if c.predicted_s is not None and best_pred < math.inf and c.predicted_s > 20 * best_pred:
-            out[c.name] = (math.inf, "not measured: predicted over 20x slower than the best prediction")
+            out[c.name] = Measurement(math.inf, "not measured: predicted over 20x slower than the best prediction")
             continue
+        vs = variants[c.name] = candidate_variants(spec, c)
+        params = vs[0] if vs != [{}] else None
         try:
-            kernel = c.algorithm.prepare(spec, c.device)
+            kernel = c.algorithm.prepare_with(spec, c.device, params)
             _sync(kernel(x, w, b))  # warm-up: builds, first-touch allocations
-            live.append((c, kernel, []))
+            trial = call(kernel)  # decides whether its variants are worth building; not kept
+            units.append([c, params, kernel, [], "", trial])
         except Exception as exc:  # a candidate that fails to run is remembered as unusable
-            out[c.name] = (math.inf, f"failed: {type(exc).__name__}: {exc}"[:300])
-    for r in range(rounds):
-        for c, kernel, times in live:
+            out[c.name] = Measurement(math.inf, failed(exc))
+    first = min((u[5] for u in units), default=math.inf)
+    for c, params, _, _, _, trial in list(units):
+        if params is None or trial > VARIANT_MARGIN * first:
+            continue
+        for v in variants[c.name][1:]:
+            t0 = time.perf_counter()
             try:
-                t = time.perf_counter()
+                kernel = c.algorithm.prepare_with(spec, c.device, v)
                 _sync(kernel(x, w, b))
-                times.append(time.perf_counter() - t)
+                units.append([c, v, kernel, [], "", 0.0])
             except Exception as exc:
-                out[c.name] = (math.inf, f"failed: {type(exc).__name__}: {exc}"[:300])
-        if r >= 2 and time.perf_counter() - start > budget_s:
+                units.append([c, v, None, [], failed(exc), 0.0])
+            uncharged += time.perf_counter() - t0
+    for r in range(rounds):
+        for u in units:
+            if u[2] is None or u[4]:
+                continue
+            try:
+                u[3].append(call(u[2]))
+            except Exception as exc:
+                u[4] = failed(exc)
+        if r >= 2 and spent() > budget_s:
             break
-    for c, _, times in live:
-        if c.name not in out and times:
-            out[c.name] = (statistics.median(times), f"measured ({len(times)} interleaved rounds)")
+    for c in ordered:
+        mine = [u for u in units if u[0] is c]
+        if c.name in out or not mine:
+            continue
+        default = mine[0]
+        if default[4] or not default[3]:
+            out[c.name] = Measurement(math.inf, default[4] or "failed: no timed call")
+            continue
+        med = [(statistics.median(u[3]) if u[3] and not u[4] else math.inf) for u in mine]
+        best = min(range(len(mine)), key=lambda i: med[i])
+        note = f"measured ({len(default[3])} interleaved rounds)"
+        if default[1] is None:
+            out[c.name] = Measurement(med[0], note)
+            continue
+        if len(mine) > 1:
+            note = f"measured ({len(default[3])} interleaved rounds; fastest of {len(mine)} parameter variants)"
+        out[c.name] = Measurement(
+            med[best], note, dict(mine[best][1]),
+            [{"params": u[1], "time_s": m, "note": u[4] or f"{len(u[3])} rounds"} for u, m in zip(mine, med)],
+        )
     return out

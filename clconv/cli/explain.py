@@ -30,7 +30,7 @@ def _ms(t):  # type: ignore[no-untyped-def]
 def command(function, input_, weight, bias, stride, padding, dilation, groups, padding_mode, output_padding, dtype,  # type: ignore[no-untyped-def]
             backend, device, algorithm, policy, as_json):
     """Show every candidate for FUNCTION (conv2d, conv_transpose1d, ...): supported or why not,
-    predicted and measured time, workspace, and the one chosen."""
+    predicted and measured time, workspace, kernel parameters (tuned or default), and the one chosen."""
     spec = build_spec(function, input_, weight, bias, stride, padding, dilation, groups, padding_mode,
                       output_padding, dtype)
     try:
@@ -42,13 +42,15 @@ def command(function, input_, weight, bias, stride, padding, dilation, groups, p
         return
     print_table(
         f"{spec.describe()} — policy {expl.policy}, decided by {expl.decided_by}",
-        ["", "backend", "device", "algorithm", "supported / reason", "predicted ms", "measured ms", "workspace"],
+        ["", "backend", "device", "algorithm", "supported / reason", "predicted ms", "measured ms", "workspace",
+         "params"],
         [
             (
                 "*" if c.chosen else "", c.backend, c.device.id, c.algorithm.id,
                 "yes" if c.support.ok else c.support.reason,
                 _ms(c.predicted_s) if c.support.ok else "", _ms(c.measured_s) if c.support.ok else "",
                 format_bytes(c.workspace_bytes) if c.workspace_bytes is not None else "",
+                c.params_text if c.support.ok else "",
             )
             for c in expl.candidates
         ],

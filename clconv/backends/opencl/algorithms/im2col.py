@@ -41,6 +41,7 @@ import numpy as np
 
 from ....costmodel import Cost, gemm_efficiency, io_bytes
 from ....backend import Device, Kernel, Support, first_failure
+from ....errors import ConvValueError
 from ....spec import ConvSpec
 from .. import runtime
 from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
@@ -86,9 +87,24 @@ class Tiling:
     def defines(self) -> dict[str, int]:
         return {"VW": self.vw, "NV": self.nv, "TM": self.tm}
 
+    def params(self) -> dict[str, int]:
+        """This tile as tunable parameters (``Im2col.variants``; JSON in the tuning database)."""
+        return {"tm": self.tm, "vw": self.vw, "nv": self.nv, "l0": self.local[0], "l1": self.local[1]}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "Tiling":
+        try:
+            t = cls(vw=int(params["vw"]), nv=int(params["nv"]), tm=int(params["tm"]),
+                    local=(int(params["l0"]), int(params["l1"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConvValueError(f"params={params!r} is not an im2col tile: give tm, vw, nv, l0, l1 ({exc})") from None
+        if t.vw not in (2, 4, 8, 16) or min(t.nv, t.tm, *t.local) < 1:
+            raise ConvValueError(f"params={params!r} is not an im2col tile: vw in 2, 4, 8, 16; the others >= 1")
+        return t
+
 
 def tiling(spec: ConvSpec, device: Device) -> Tiling:
-    """The GEMM tile for a spec on a device.
+    """The default GEMM tile for a spec on a device (tuned ones: :func:`tilings`).
 
     CPUs: one register tile per work-item, vectors as wide as the device's native
     float vectors. 512-bit vectors (32 registers on AVX-512): 8 x 2 vectors, measured
@@ -106,6 +122,61 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
         vw = max(2, min(16, bits // (compute_itemsize(spec) * 8)))
         return Tiling(vw=vw, nv=2, tm=8 if bits >= 512 else 6, local=(1, 8))
     return Tiling(vw=4, nv=2, tm=4, local=(16, 4))
+
+
+#: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
+#: the device's. CPUs: the measured neighbours of 8 x 2 vectors (module doc), then the same
+#: tile with fewer or more row tiles per work-group (how many share one B panel in cache), then
+#: smaller tiles for CPUs with 16 vector registers. Other devices: not measured here.
+_CPU_SHAPES = (
+    (8, 2, (1, 8)), (6, 2, (1, 8)), (6, 3, (1, 8)), (4, 4, (1, 8)), (8, 1, (1, 8)),
+    (8, 2, (1, 4)), (8, 2, (1, 16)), (4, 2, (1, 8)), (6, 1, (1, 8)), (4, 1, (1, 8)),
+)
+_GPU_SHAPES = (
+    (4, 2, (16, 4)), (8, 2, (16, 4)), (4, 1, (16, 4)), (4, 2, (8, 8)), (4, 2, (32, 2)), (8, 1, (16, 8)),
+)
+
+#: At most this many tiles are measured per spec (each is a kernel build).
+MAX_VARIANTS = 7
+
+
+def vector_registers(device: Device) -> int:
+    """A guess at a CPU's vector registers: 32 with 512-bit vectors (AVX-512), else 16."""
+    extra = getattr(device, "extra", {}) or {}
+    width = int(extra.get("native_vector_width_float", 0) or extra.get("preferred_vector_width_float", 0) or 8)
+    return 32 if width * 32 >= 512 else 16
+
+
+def tilings(spec: ConvSpec, device: Device) -> list[Tiling]:
+    """The GEMM tiles worth measuring for a spec on a device: the default first, then valid
+    neighbours. Pruned by device facts: the device's vector width; on CPUs, TM * NV
+    accumulators plus NV B vectors within 3/4 of the vector registers (12 x 2 on AVX-512
+    spills, module doc); local sizes within the device's work-group and item limits; and by
+    the spec: no tile taller than the GEMM's rows (the output channels per group, times the
+    taps for conv_transpose) or wider than its columns."""
+    default = tiling(spec, device)
+    extra = getattr(device, "extra", {}) or {}
+    max_wg = int(extra.get("max_work_group_size", 0) or 1)
+    items = list(extra.get("max_work_item_sizes", []) or [max_wg, max_wg, max_wg])
+    rows = spec.out_per_group * (math.prod(spec.kernel) if spec.transposed else 1)
+    cols = spec.batch * math.prod(spec.in_size if spec.transposed else spec.out_size)
+    out = [default]
+    cpu = device.kind == "cpu"
+    regs = vector_registers(device)
+    for tm, nv, local in _CPU_SHAPES if cpu else _GPU_SHAPES:
+        t = Tiling(vw=default.vw, nv=nv, tm=tm, local=local)
+        if (
+            t in out
+            or (cpu and tm * nv + nv > regs * 3 // 4)
+            or local[0] * local[1] > max_wg
+            or local[0] > items[0]
+            or local[1] > items[1]
+            or tm > rows
+            or (t.tn > cols and t.tn > default.tn)
+        ):
+            continue
+        out.append(t)
+    return out[:MAX_VARIANTS]
 
 
 def compute_itemsize(spec: ConvSpec) -> int:
@@ -181,8 +252,8 @@ class TransposedChunks:
             yield c0, min(self.channels, self.cog - c0)
 
 
-def conv_chunks(spec: ConvSpec, device: Device) -> ConvChunks:
-    tile = tiling(spec, device)
+def conv_chunks(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> ConvChunks:
+    tile = tile or tiling(spec, device)
     item = compute_itemsize(spec)
     rows = spec.in_channels * math.prod(spec.kernel)
     total = spec.batch * math.prod(spec.out_size)
@@ -193,8 +264,9 @@ def conv_chunks(spec: ConvSpec, device: Device) -> ConvChunks:
     return ConvChunks(total=total, cols=cols, rows=rows, w_elems=w_elems)
 
 
-def transposed_chunks(spec: ConvSpec, device: Device) -> TransposedChunks:
+def transposed_chunks(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> TransposedChunks:
     budget = budget_bytes(device) // compute_itemsize(spec)
+    tn = (tile or tiling(spec, device)).tn
 
     def make(images: int, channels: int) -> TransposedChunks:
         return TransposedChunks(
@@ -206,7 +278,7 @@ def transposed_chunks(spec: ConvSpec, device: Device) -> TransposedChunks:
             groups=spec.groups,
             taps=math.prod(spec.kernel),
             in_positions=math.prod(spec.in_size),
-            tn=tiling(spec, device).tn,
+            tn=tn,
             w_elems=_weight_copy_elems(spec),
         )
 
@@ -225,33 +297,39 @@ def transposed_chunks(spec: ConvSpec, device: Device) -> TransposedChunks:
     return make(1, channels)
 
 
-def reads_input_directly(spec: ConvSpec, device: Device) -> bool:
+def reads_input_directly(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> bool:
     """Pointwise conv whose per-image column count is a multiple of the tile width: the GEMM
     reads x itself as B (no im2col, no workspace), provided x's offset keeps vectors aligned."""
     return (
         not spec.transposed
         and spec.is_pointwise
         and spec.dtype != "float16"
-        and math.prod(spec.out_size) % tiling(spec, device).tn == 0
+        and math.prod(spec.out_size) % (tile or tiling(spec, device)).tn == 0
     )
 
 
-def chunk_plan(spec: ConvSpec, device: Device) -> ConvChunks | TransposedChunks:
-    return transposed_chunks(spec, device) if spec.transposed else conv_chunks(spec, device)
+def chunk_plan(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> ConvChunks | TransposedChunks:
+    return transposed_chunks(spec, device, tile) if spec.transposed else conv_chunks(spec, device, tile)
 
 
 class Im2colKernel(OpenCLKernel):
-    """One spec on one device; its workspace comes from the algorithm's per-queue pool."""
+    """One spec on one device with one GEMM tile; its workspace comes from the algorithm's
+    per-queue pool."""
 
     algorithm: Im2col
 
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: "Im2col", tile: Tiling):
+        super().__init__(spec, device, algorithm)
+        self.tile = tile
+        self.params = tile.params()
+
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         s = self.spec
-        tile = tiling(s, self.device)
-        if reads_input_directly(s, self.device) and int(self.buf(x)[1]) % tile.vw == 0:
+        tile = self.tile
+        if reads_input_directly(s, self.device, tile) and int(self.buf(x)[1]) % tile.vw == 0:
             self._run_pointwise(queue, tile, x, w, b, y)
             return
-        plan = chunk_plan(s, self.device)
+        plan = chunk_plan(s, self.device, tile)
         with self.algorithm.pool.hold(queue, plan.elems() * compute_itemsize(s)) as ws:
             self._run_columns(queue, tile, plan, ws, x, w, b, y)
 
@@ -620,5 +698,17 @@ class Im2col(OpenCLAlgorithm):
             eff *= 0.5
         return Cost(spec.flops, io_bytes(spec) + 2 * cols, launches + self.HOST_TRANSFER_LAUNCHES, eff)
 
-    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
-        return Im2colKernel(spec, device, self)
+    def variants(self, spec: ConvSpec, device: Device) -> list[dict[str, Any]]:
+        """GEMM tiles worth measuring (:func:`tilings`), the default first."""
+        return [t.params() for t in tilings(spec, device)]
+
+    def describe_params(self, params: dict[str, Any]) -> str:
+        t = Tiling.from_params(params)
+        return f"{t.tm}x{t.tn} (VW {t.vw} x NV {t.nv}), local {t.local[0]}x{t.local[1]}"
+
+    def prepare(self, spec: ConvSpec, device: Device, params: dict[str, Any] | None = None) -> Kernel:
+        """A kernel with the GEMM tile ``params`` (one of :meth:`variants`), or the default tile.
+        The workspace follows the tile (its width rounds the chunks); ``workspace_bytes``
+        reports the default tile's, which differs by less than one tile width per row."""
+        tile = Tiling.from_params(params) if params else tiling(spec, device)
+        return Im2colKernel(spec, device, self, tile)
