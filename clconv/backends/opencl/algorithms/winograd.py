@@ -99,6 +99,65 @@ class Tiling:
         return {"VW": self.vw, "NV": self.nv, "TM": self.tm}
 
 
+def tile_params(tile: Tiling, group: int) -> dict[str, int]:
+    """A GEMM block and work-group as tunable parameters (``variants``; JSON in the database)."""
+    return {"tm": tile.tm, "vw": tile.vw, "nv": tile.nv, "group": group}
+
+
+def from_params(params: dict[str, Any]) -> tuple[Tiling, int]:
+    """(GEMM block, tile blocks per GEMM work-group) of one variant."""
+    try:
+        tile, group = Tiling(vw=int(params["vw"]), nv=int(params["nv"]), tm=int(params["tm"])), int(params["group"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConvValueError(f"params={params!r} is not a Winograd block: give tm, vw, nv, group ({exc})") from None
+    if tile.tm not in (4, 8) or tile.vw not in (4, 8, 16) or tile.nv < 1 or group < 1:
+        raise ConvValueError(f"params={params!r} is not a Winograd block: tm 4 or 8, vw 4, 8 or 16, nv and group >= 1")
+    return tile, group
+
+
+#: GEMM blocks (TM, NV, work-group) worth measuring, most promising first; the vector width is the
+#: device's. TM is also the input transform's lane count: 4 or 8 only.
+_CPU_BLOCKS = ((8, 2, 8), (4, 2, 8), (4, 4, 8), (8, 1, 8), (8, 2, 4), (8, 2, 16), (4, 1, 8))
+_GPU_BLOCKS = ((4, 2, 8), (8, 2, 8), (4, 4, 8), (8, 1, 8), (4, 2, 4), (4, 2, 16), (4, 1, 8))
+
+#: At most this many blocks are measured per spec (each is a kernel build).
+MAX_VARIANTS = 6
+
+
+def default_group(device: Device) -> int:
+    """Tile blocks per GEMM work-group by default: :data:`_GEMM_GROUP`, within the device's limit."""
+    extra = getattr(device, "extra", {}) or {}
+    return max(1, min(_GEMM_GROUP, int(extra.get("max_work_group_size", 0) or _GEMM_GROUP)))
+
+
+def blocks(spec: ConvSpec, device: Device, mt: int) -> list[tuple[Tiling, int]]:
+    """The (GEMM block, work-group) pairs worth measuring, the default first: on CPUs, TM * NV
+    accumulators plus NV U vectors within 3/4 of the vector registers (im2col's rule); work-groups
+    within the device's limit; no block taller than the batch's tiles or wider than the output
+    channels per group (beyond the default's)."""
+    from .im2col import vector_registers
+
+    tiles = tile_grid(spec, mt)[2]
+    default = tiling(spec, device, tiles)
+    extra = getattr(device, "extra", {}) or {}
+    max_wg = int(extra.get("max_work_group_size", 0) or 1)
+    cpu = device.kind == "cpu"
+    regs = vector_registers(device)
+    out = [(default, default_group(device))]
+    for tm, nv, group in _CPU_BLOCKS if cpu else _GPU_BLOCKS:
+        t = Tiling(vw=default.vw, nv=nv, tm=tm)
+        if (
+            (t, group) in out
+            or (cpu and tm * nv + nv > regs * 3 // 4)
+            or group > max_wg
+            or (tm > tiles and tm > default.tm)
+            or (t.tn > spec.out_per_group and t.tn > default.tn)
+        ):
+            continue
+        out.append((t, group))
+    return out[:MAX_VARIANTS]
+
+
 def compute_itemsize(spec: ConvSpec) -> int:
     """Bytes of one workspace element: double for float64, else float (float16 computes in it)."""
     return 8 if spec.dtype == "float64" else 4
@@ -244,9 +303,9 @@ def budget_bytes(device: Device) -> int:
     return min(b, max_alloc // 4) if max_alloc else b
 
 
-def make_plan(spec: ConvSpec, device: Device, mt: int) -> Plan:
+def make_plan(spec: ConvSpec, device: Device, mt: int, tile: Tiling | None = None) -> Plan:
     th, tw, tiles = tile_grid(spec, mt)
-    tile = tiling(spec, device, tiles)
+    tile = tile or tiling(spec, device, tiles)
     item = compute_itemsize(spec)
     cpg = round_up(spec.out_per_group, tile.tn)
     a2 = (mt + 2) ** 2
@@ -355,9 +414,13 @@ class WinogradKernel(OpenCLKernel):
 
     algorithm: _Winograd
 
-    def __init__(self, spec: ConvSpec, device: Device, algorithm: _Winograd):
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: _Winograd,
+                 params: dict[str, Any] | None = None):
         super().__init__(spec, device, algorithm)
-        self.plan = make_plan(spec, device, algorithm.mt)
+        tile, group = from_params(params) if params else (None, default_group(device))
+        self.plan = make_plan(spec, device, algorithm.mt, tile)
+        self.group = group
+        self.params = tile_params(self.plan.tile, group)
         self.filter_cache = FilterCache()
         #: how many times U was computed, and how many calls found it cached
         self.filter_transforms = 0
@@ -494,7 +557,7 @@ class WinogradKernel(OpenCLKernel):
                     ws, i32(0), ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
                     i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
                 )
-                g0 = min(_GEMM_GROUP, ntb)
+                g0 = min(self.group, ntb)
                 runtime.launch(
                     queue, prog, "wino_gemm",
                     (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1),
@@ -556,8 +619,20 @@ class _Winograd(OpenCLAlgorithm):
               "allocation size"), "memory"),
         )
 
-    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
-        return WinogradKernel(spec, device, self)
+    def variants(self, spec: ConvSpec, device: Device) -> list[dict[str, Any]]:
+        """GEMM blocks and work-groups worth measuring (:func:`blocks`), the default first."""
+        if spec.ndim != 2 or spec.transposed:
+            return [{}]
+        return [tile_params(t, g) for t, g in blocks(spec, device, self.mt)]
+
+    def describe_params(self, params: dict[str, Any]) -> str:
+        t, g = from_params(params)
+        return f"{t.tm}x{t.tn} (VW {t.vw} x NV {t.nv}), {g} blocks per group"
+
+    def prepare(self, spec: ConvSpec, device: Device, params: dict[str, Any] | None = None) -> Kernel:
+        """A kernel with the GEMM block ``params`` (one of :meth:`variants`), or the default.
+        ``workspace_bytes`` and ``cost`` describe the default block."""
+        return WinogradKernel(spec, device, self, params)
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
         """Winograd FLOPs: the GEMMs (A2 positions x padded C_out x C_in/groups x padded tiles x 2)
