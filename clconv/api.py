@@ -33,12 +33,34 @@ def _pins(algorithm: Any, backend: Any, device: Any) -> dict[str, Any]:
     return {"algorithm": None if algorithm == "auto" else algorithm, "backend": backend, "device": device}
 
 
+#: Validated specs of recent calls, keyed by everything validation reads (see _run).
+_specs: dict[Any, ConvSpec] = {}
+_SPECS_MAX = 4096
+
+
+def _array_key(a: Any) -> Any:
+    return None if a is None else (type(a), tuple(a.shape), a.dtype.str)
+
+
 def _run(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any], pins: dict[str, Any]) -> Any:
     # The conv functions take arrays only (shapes are for plan/explain): validate
     # through from_arrays so that a list, a scalar or a shape tuple is a TypeError
     # naming the parameter, not a confusing shape error or an AttributeError.
-    op, nd = _CONV_OPS[name]
-    spec = ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
+    # Validation depends only on the arrays' types, shapes and dtypes and on the
+    # parameters (repr tells True from 1 and a list from a tuple), so a call that
+    # repeats an earlier valid one reuses its spec: ~20 us less per call.
+    try:
+        key = (name, _array_key(input), _array_key(weight), _array_key(bias), repr(params))
+        spec = _specs.get(key)
+    except (AttributeError, TypeError):
+        key = spec = None
+    if spec is None:
+        op, nd = _CONV_OPS[name]
+        spec = ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
+        if key is not None:
+            if len(_specs) >= _SPECS_MAX:
+                _specs.clear()
+            _specs[key] = spec
     placement = input if is_device_array(input) else None
     return dispatch.plan(spec, placement=placement, **pins)(input, weight, bias)
 

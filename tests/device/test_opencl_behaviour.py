@@ -200,3 +200,99 @@ def test_device_facts(cl_device):
     for k in ("platform", "platform_version", "opencl_c_version", "extensions", "max_work_group_size"):
         assert k in f["extra"], k
     assert f["memory_bytes"] > 0 and f["compute_units"] >= 1
+
+
+# -- host data movement: in place on host-memory devices (zero copy), staged elsewhere ----------
+
+@pytest.fixture(params=["in-place", "staged"])
+def host_path(request, cl_device, monkeypatch):
+    """Both ways NumPy data reaches a kernel: CLCONV_ZERO_COPY=0 forces the staging copies."""
+    if request.param == "staged":
+        monkeypatch.setenv("CLCONV_ZERO_COPY", "0")
+    elif not cl_device.zero_copy_align:
+        pytest.skip(f"{cl_device.id} does not share host memory (kind {cl_device.kind})")
+    return request.param
+
+
+def _misaligned(a, align=64):
+    """A C-contiguous copy of ``a`` whose data does not start at a multiple of ``align``."""
+    raw = np.empty(a.size + align // a.itemsize + 1, a.dtype)
+    start = next(i for i in range(1, align) if raw[i:].ctypes.data % align)
+    view = raw[start:start + a.size].reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("alg", ["direct", "im2col", "winograd-f2x2-3x3", "fft"])
+def test_host_arrays_any_alignment_and_layout(cl_device, host_path, alg):
+    x, w = _xw(seed=11, xs=(2, 4, 10, 10), ws=(8, 4, 3, 3))
+    b = np.linspace(-1, 1, 8).astype(np.float32)
+    exact = reference(clconv.plan("conv2d", x, w, b, padding=1, backend="numpy").spec, x, w, b)
+    inputs = [
+        (x, w, b),
+        (_misaligned(x), _misaligned(w), _misaligned(b)),
+        (np.asfortranarray(x), w[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], b),
+    ]
+    saved = [tuple(a.copy() for a in t) for t in inputs]
+    for (xi, wi, bi), before in zip(inputs, saved):
+        y = clconv.conv2d(xi, wi, bi, padding=1, device=cl_device.id, algorithm=alg)
+        assert isinstance(y, np.ndarray) and y.flags.c_contiguous and y.dtype == np.float32
+        np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-4)
+        for a, a0 in zip((xi, wi, bi), before):
+            np.testing.assert_array_equal(a, a0)  # never modified
+
+
+def test_out_is_written_in_place_or_through_a_copy(cl_device, host_path):
+    x, w = _xw(seed=12)
+    p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm="direct")
+    exact = reference(p.spec, x, w, None)
+    aligned = np.full(p.spec.output_shape, np.nan, np.float32)
+    misaligned = _misaligned(aligned)
+    for out in (aligned, misaligned):
+        got = p(x, w, out=out)
+        assert got is out
+        np.testing.assert_allclose(out, exact, rtol=1e-5, atol=1e-5)
+    strided = np.zeros(p.spec.output_shape + (2,), np.float32)[..., 0]
+    assert p(x, w, out=strided) is strided
+    np.testing.assert_allclose(strided, exact, rtol=1e-5, atol=1e-5)
+
+
+def test_out_overlapping_the_input_reads_the_input_first(cl_device, host_path):
+    """A 1x1 conv whose out= is its own input: the result must be of the original input."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    exact = reference(clconv.plan("conv2d", x, w, backend="numpy").spec, x, w, None)
+    from clconv.backends.opencl.base import aligned_empty
+
+    for alg in ("direct", "im2col"):
+        buf = aligned_empty(x.shape, x.dtype, 4096)  # aligned: the kernels would read it in place
+        buf[...] = x
+        got = clconv.conv2d(buf, w, device=cl_device.id, algorithm=alg)  # plain call first
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
+        plan = clconv.plan("conv2d", buf, w, device=cl_device.id, algorithm=alg)
+        assert plan(buf, w, out=buf) is buf
+        np.testing.assert_allclose(buf, exact, rtol=1e-5, atol=1e-5)
+
+
+def test_in_place_path_returns_aligned_results_that_chain_without_copies(cl_device):
+    if not cl_device.zero_copy_align:
+        pytest.skip(f"{cl_device.id} does not share host memory")
+    x, w = _xw(seed=14, xs=(1, 4, 8, 8), ws=(4, 4, 3, 3))
+    y = clconv.conv2d(x, w, padding=1, device=cl_device.id, algorithm="direct")
+    assert y.ctypes.data % cl_device.zero_copy_align == 0
+    w = w[:2].copy()  # another spec, so a fresh kernel
+    kernel = clconv.plan("conv2d", y, w, padding=1, device=cl_device.id, algorithm="direct").kernel
+    z = kernel(y, w, None)
+    assert "input" not in kernel.__dict__.get("_host_staging", {})  # aligned: read in place
+    np.testing.assert_allclose(z, reference(kernel.spec, y, w, None), rtol=1e-4, atol=1e-4)
+
+
+def test_staged_path_reuses_its_device_buffers(cl_device, monkeypatch):
+    monkeypatch.setenv("CLCONV_ZERO_COPY", "0")
+    x, w = _xw(seed=15)
+    kernel = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm="direct").kernel
+    kernel(x, w, None)
+    first = {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()}
+    kernel(x + 1, w, None)
+    assert {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()} == first

@@ -427,3 +427,22 @@ def test_explain_reports_memory_rejection_without_raising() -> None:
     assert {r["reason_kind"] for r in expl.rows()} == {"memory"}
     # and a small call of the same kind fits
     assert clconv.explain("conv2d", x[..., :8, :8], w, backend="numpy").chosen is not None
+
+
+def test_a_remembered_valid_call_does_not_let_a_similar_invalid_one_through():
+    """Repeated calls reuse their validated spec; a call differing only in a parameter's type,
+    an array's type or a bias shape is still validated afresh."""
+    import clconv as cc
+
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((2, 2, 3, 3), np.float32)
+    for _ in range(2):
+        cc.conv2d(x, w, np.zeros(2, np.float32), stride=1, padding=(1, 1), backend="numpy")
+    with pytest.raises(TypeError, match="stride=True"):
+        cc.conv2d(x, w, np.zeros(2, np.float32), stride=True, padding=(1, 1), backend="numpy")
+    with pytest.raises(ValueError, match="bias"):
+        cc.conv2d(x, w, np.zeros(3, np.float32), stride=1, padding=(1, 1), backend="numpy")
+    with pytest.raises(TypeError, match="input"):
+        cc.conv2d(x.tolist(), w, np.zeros(2, np.float32), stride=1, padding=(1, 1), backend="numpy")
+    with pytest.raises(TypeError, match="weight"):
+        cc.conv2d(x, w.astype(np.float64), np.zeros(2, np.float32), stride=1, padding=(1, 1), backend="numpy")

@@ -199,6 +199,23 @@ class OpenCLDevice(Device):
     def max_alloc_bytes(self) -> int:
         return int(self.extra.get("max_alloc_bytes", 0))
 
+    @property
+    def zero_copy_align(self) -> int:
+        """Byte alignment at which this device's kernels read and write host memory in place
+        (``CL_MEM_USE_HOST_PTR``), or 0 where host arrays are copied to device buffers.
+
+        CPU devices share the host's memory: a buffer over a NumPy array is that array, so
+        a call needs no upload or download copies, only a map of the output (a no-op there)
+        to meet OpenCL's coherence rules. The alignment is the device's base-address
+        alignment (at least 64 bytes, the widest vector a kernel loads through a cast
+        pointer). GPUs, integrated ones included, keep device buffers (a driver may copy
+        a host pointer behind the scenes on every launch). ``CLCONV_ZERO_COPY=0`` turns
+        it off.
+        """
+        if self.kind != "cpu" or os.environ.get("CLCONV_ZERO_COPY", "1").strip().lower() in ("0", "false", "no", "off"):
+            return 0
+        return max(64, int(self.extra.get("mem_base_addr_align_bytes", 128)))
+
 
 _KIND = {"GPU": "gpu", "CPU": "cpu", "ACCELERATOR": "accelerator", "CUSTOM": "accelerator"}
 
@@ -259,6 +276,8 @@ def enumerate_devices() -> tuple[list[OpenCLDevice], list[str]]:
                 "preferred_vector_width_float": _safe(lambda: dev.preferred_vector_width_float, 1),
                 "native_vector_width_float": _safe(lambda: dev.native_vector_width_float, 1),
                 "address_bits": _safe(lambda: dev.address_bits, 64),
+                "host_unified_memory": bool(_safe(lambda: dev.host_unified_memory, False)),
+                "mem_base_addr_align_bytes": int(_safe(lambda: dev.mem_base_addr_align, 1024)) // 8,
             }
             out.append(
                 OpenCLDevice(
