@@ -16,6 +16,7 @@ from ..._version import __version__
 from . import runtime
 from .algorithms.depthwise import Depthwise
 from .algorithms.direct import Direct
+from .algorithms.direct_blocked import DirectBlocked
 from .algorithms.fft import FFT
 from .algorithms.im2col import Im2col
 from .algorithms.winograd import WinogradF2, WinogradF4
@@ -31,7 +32,7 @@ class OpenCLBackend(Backend):
         self._devices: list[OpenCLDevice] | None = None
         self.problems: list[str] = []
         self._lock = threading.Lock()
-        self._algorithms: list[Algorithm] = [Direct(), Depthwise(), Im2col(), WinogradF2(), WinogradF4(), FFT()]
+        self._algorithms: list[Algorithm] = [Direct(), DirectBlocked(), Depthwise(), Im2col(), WinogradF2(), WinogradF4(), FFT()]
 
     def devices(self) -> list[OpenCLDevice]:  # type: ignore[override]
         with self._lock:

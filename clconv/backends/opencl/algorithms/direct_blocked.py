@@ -1,0 +1,175 @@
+"""direct-blocked: register-blocked direct convolution (kernels_cl/direct_blocked.cl).
+
+Non-transposed convolution: 1D/2D/3D, any stride, dilation, asymmetric
+padding, every padding mode, groups, bias, float16/32/64. One launch, no
+workspace, no weight packing. A work-item computes a :class:`Block` of ``cob``
+output channels of one group x ``nv * vw`` consecutive outputs along W,
+loading each input vector once for ``cob`` multiply-adds. The kernel geometry
+(taps, stride, dilation, padding, channels per group) and the block are
+compiled in, so the tap loops unroll and the weight offsets are constants.
+A pointwise conv (1x1, stride 1, unpadded) runs as 1D over the flattened
+image, so small images still fill whole vectors.
+
+It fills the gaps of im2col + GEMM: a short reduction (few input channels per
+group, e.g. the 3-channel stem, 1-channel audio front ends), small per-group
+GEMMs (grouped convs) and small layers, where im2col's column traffic and
+extra launch cost more than the arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....backend import Device, Kernel, Support, first_failure
+from ....costmodel import Cost, io_bytes
+from ....spec import ConvSpec
+from .. import runtime
+from ..base import OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
+
+_MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+#: Accumulator vectors (cob * nv) of one work-item: 16 of the 32 AVX-512 registers.
+ACCUMULATORS = 16
+#: Largest private stage of a border block (input columns), and largest unrolled kernel row.
+MAX_SPAN = 1024
+MAX_KW = 32
+#: Largest channels per group compiled in; more channels per group are im2col's ground.
+MAX_CIG = 4096
+
+
+@dataclass(frozen=True)
+class Block:
+    """The work of one work-item (cob channels x nv vectors of vw lanes) and the work-group."""
+
+    cob: int
+    vw: int
+    nv: int
+    local: tuple[int, int, int] = (1, 1, 1)
+
+    @property
+    def wb(self) -> int:
+        return self.vw * self.nv
+
+    def defines(self) -> dict[str, int]:
+        return {"COB": self.cob, "VW": self.vw, "NV": self.nv}
+
+
+def geometry(spec: ConvSpec) -> dict[str, tuple[int, int, int]]:
+    """The spec as 3D (D, H, W); a pointwise conv as 1D over the flattened image."""
+    if spec.is_pointwise and spec.ndim > 1:
+        p = math.prod(spec.in_size)
+        return {"in": (1, 1, p), "out": (1, 1, p), "kernel": (1, 1, 1), "stride": (1, 1, 1),
+                "dilation": (1, 1, 1), "pad": (0, 0, 0)}
+    return {
+        "in": spatial3(spec.in_size, 1), "out": spatial3(spec.out_size, 1),
+        "kernel": spatial3(spec.kernel, 1), "stride": spatial3(spec.stride, 1),
+        "dilation": spatial3(spec.dilation, 1), "pad": spatial3(spec.pad_before, 0),
+    }
+
+
+def _pow2_at_least(n: int, cap: int) -> int:
+    v = 1
+    while v < n and v < cap:
+        v *= 2
+    return v
+
+
+def choose_block(spec: ConvSpec, device: Device) -> Block:
+    """The register block for ``spec``: as many output channels as the group has (up to 16),
+    vectors as wide as the device's (16 floats, 8 doubles on AVX-512) or the output row,
+    and enough vectors along W to fill the accumulator budget."""
+    geo = geometry(spec)
+    ow = geo["out"][2]
+    extra = getattr(device, "extra", {}) or {}
+    lanes = int(extra.get("native_vector_width_float", 0) or extra.get("preferred_vector_width_float", 0) or 8)
+    lanes = max(4, min(16, lanes))
+    if spec.dtype == "float64":
+        lanes = max(2, lanes // 2)
+    cog = spec.out_per_group
+    cob = next(c for c in (16, 8, 4, 2, 1) if c <= cog)
+    vw = _pow2_at_least(ow, lanes)
+    nv = max(1, min(ACCUMULATORS // cob, -(-ow // vw)))
+    # work-items of a group walk adjacent blocks along W, then rows (they share weights in cache)
+    nwb = -(-ow // (vw * nv))
+    l0 = min(nwb, 4)
+    l1 = max(1, min(4 // l0, geo["out"][0] * geo["out"][1]))
+    return Block(cob, vw, nv, (l0, l1, 1))
+
+
+def span(spec: ConvSpec, block: Block) -> int:
+    geo = geometry(spec)
+    sw, dw, kw = geo["stride"][2], geo["dilation"][2], geo["kernel"][2]
+    return (block.wb - 1) * sw + (kw - 1) * dw + 1
+
+
+class DirectBlockedKernel(OpenCLKernel):
+    block: Block
+
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        s = self.spec
+        t = self.block
+        geo = geometry(s)
+        defines = {
+            "PADDING_MODE": _MODE[s.padding_mode],
+            "HAS_BIAS": int(b is not None),
+            "CIG": s.in_per_group,
+            "COG": s.out_per_group,
+            **t.defines(),
+        }
+        for key, names in (("kernel", "K"), ("stride", "S"), ("dilation", "D"), ("pad", "P")):
+            for axis, v in zip("DHW", geo[key]):
+                defines[names + axis] = v
+        prog = self.program(queue.context, "direct_blocked.cl", defines)
+        idp, ih, iw = geo["in"]
+        od, oh, ow = geo["out"]
+        nwb = -(-ow // t.wb)
+        ncb = -(-s.out_per_group // t.cob)
+        total2 = s.batch * s.groups * ncb
+        i32 = np.int32
+        args = [*self.buf(x), *self.buf(w)]
+        args += [*self.buf(b)] if b is not None else [None, i32(0)]
+        args += [*self.buf(y), i32(s.in_channels), i32(s.out_channels), i32(s.groups)]
+        args += [i32(idp), i32(ih), i32(iw), i32(od), i32(oh), i32(ow), i32(nwb), i32(ncb), i32(total2)]
+        l0, l1, l2 = t.local
+        gsize = (round_up(nwb, l0), round_up(od * oh, l1), round_up(total2, l2))
+        runtime.launch(queue, prog, "conv_direct_blocked", gsize, t.local, *args)
+
+
+class DirectBlocked(OpenCLAlgorithm):
+    id = "direct-blocked"
+    family = "direct"
+    priority = 25
+    description = "register blocks of output channels x vectors along W, geometry compiled in"
+
+    def supports(self, spec: ConvSpec, device: Device) -> Support:
+        if spec.transposed:
+            return Support.no("transposed (this kernel does conv only; direct and im2col do conv_transpose)")
+        block = choose_block(spec, device)
+        kw = geometry(spec)["kernel"][2]
+        own = first_failure(
+            (kw > MAX_KW, f"kernel width {kw}; at most {MAX_KW} taps along W are unrolled"),
+            (span(spec, block) > MAX_SPAN,
+             f"a block reads {span(spec, block)} input columns; its private stage holds at most {MAX_SPAN}"),
+            (spec.in_per_group > MAX_CIG,
+             f"{spec.in_per_group} input channels per group; at most {MAX_CIG} are compiled in"),
+        )
+        return own if not own.ok else self.common_support(spec, device)
+
+    def cost(self, spec: ConvSpec, device: Device) -> Cost:
+        block = choose_block(spec, device)
+        geo = geometry(spec)
+        ow = geo["out"][2]
+        # lanes computed past the end of each row are wasted work
+        used = ow / round_up(ow, block.wb)
+        # cob multiply-adds per input vector load: fewer channels per group, less reuse
+        reuse = min(1.0, block.cob * block.nv / 8) * min(1.0, block.cob / 8) ** 0.5
+        return Cost(spec.flops, io_bytes(spec), 1 + self.host_launches(device), 0.3 * used * reuse)
+
+    def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
+        kernel = DirectBlockedKernel(spec, device, self)
+        kernel.block = choose_block(spec, device)
+        return kernel

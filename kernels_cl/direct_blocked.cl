@@ -1,0 +1,187 @@
+/* direct_blocked: register-blocked direct convolution (non-transposed).
+ *
+ * Algorithm: a work-item computes a block of COB output channels of one group x
+ *   NV * VW consecutive outputs along W (NV vectors of VW lanes) at one output
+ *   (n, od, oh). For each input channel of the group (ci), depth tap (kd), row tap
+ *   (kh) and column tap (kw), in that fixed order, it loads NV input vectors (lanes
+ *   SW apart) once and multiplies them by the COB scalar weights of that tap:
+ *   COB * NV vector multiply-adds per NV loads. Each output is one sum in the order
+ *   (ci, kd, kh, kw), then the bias: deterministic, no atomics.
+ *   Padding: a depth or row tap outside the input is skipped (zeros) or mapped
+ *   through the padding mode (clconv_pad_index) once per row. Along W, a block
+ *   whose every read lies inside the input row (the interior) loads straight from
+ *   x; a border block first stages the SPAN input columns it reads, mapped through
+ *   the padding mode, in private memory, and loads from there.
+ *   The last channel block of a group starts at COG - COB (it overlaps the one
+ *   before) and stores only the channels the one before does not: every weight read
+ *   is in bounds and no output is written twice.
+ * Layout: x (N, C_in, ID, IH, IW), w (C_out, CIG, KD, KH, KW), y (N, C_out, OD, OH, OW),
+ *   C-contiguous; 1D and 2D run as 3D with leading size-1 dims.
+ * Launch: global (round_up(NWB, L0), round_up(OD * OH, L1), N * groups * NCB),
+ *   local (L0, L1, 1); NWB = ceil(OW / (NV * VW)), NCB = ceil(COG / COB).
+ * Macros: CLCONV_DTYPE (common.h), PADDING_MODE (0..3), HAS_BIAS (0/1),
+ *   CIG, COG (channels per group in and out), COB (<= COG), VW (1, 2, 4, 8, 16), NV,
+ *   KD KH KW, SD SH SW, DD DH DW, PD PH PW (padding before).
+ */
+#include "common.h"
+
+#if CLCONV_DTYPE == 64
+#define ACCN double
+#else
+#define ACCN float
+#endif
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if VW == 1
+typedef ACCN ACCV;
+#else
+typedef CAT(ACCN, VW) ACCV;
+#endif
+/* The same vector with element alignment: loads and stores at any element offset
+ * compile to unaligned vector moves (vload/vstore are calls on PoCL). */
+typedef ACCV __attribute__((aligned(sizeof(ACCN)))) ACCV_U;
+
+#define KK (KD * KH * KW)
+#define WB (NV * VW)                                  /* outputs along W per work-item */
+#define SPAN ((WB - 1) * SW + (KW - 1) * DW + 1)    /* input columns a block reads */
+
+/* Lanes of one vector, element f(j) for lane j. */
+#define LANES1(f) (f(0))
+#define LANES2(f) (ACCV)(f(0), f(1))
+#define LANES4(f) (ACCV)(f(0), f(1), f(2), f(3))
+#define LANES8(f) (ACCV)(f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7))
+#define LANES16(f) (ACCV)(f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), \
+                          f(8), f(9), f(10), f(11), f(12), f(13), f(14), f(15))
+#define LANES(f) CAT(LANES, VW)(f)
+
+/* One vector of input from x: lanes p[0], p[SW], ..., p[(VW - 1) * SW]. */
+#if CLCONV_DTYPE == 16
+#define XG(j) vload_half(xo + (j) * SW, xr)
+#define XVEC(xr, off) ({ const int xo = (off); LANES(XG); })
+#elif SW == 1
+#define XVEC(xr, off) (*(const __global ACCV_U*)((xr) + (off)))
+#elif SW == 2 && VW >= 2
+#define XVEC(xr, off) ({ const __global T* xp_ = (xr) + (off); \
+    const ACCV a_ = *(const __global ACCV_U*)xp_; const ACCV b_ = *(const __global ACCV_U*)(xp_ + VW); \
+    (ACCV)(a_.even, b_.even); })
+#else
+#define XG(j) xp_[(j) * SW]
+#define XVEC(xr, off) ({ const __global T* xp_ = (xr) + (off); LANES(XG); })
+#endif
+
+/* The same from the private stage of a border block. */
+#define SG(j) sp_[(j) * SW]
+#define SVEC(off) ({ const ACCN* sp_ = stage + (off); LANES(SG); })
+
+__kernel void conv_direct_blocked(
+    __global const T* restrict x, const int x_off,
+    __global const T* restrict w, const int w_off,
+    __global const T* restrict bias, const int b_off,
+    __global T* restrict y, const int y_off,
+    const int C_in, const int C_out, const int groups,
+    const int ID, const int IH, const int IW,
+    const int OD, const int OH, const int OW,
+    const int NWB, const int NCB, const int total2)
+{
+    const int wb = get_global_id(0);
+    const int odh = get_global_id(1);
+    const int r2 = get_global_id(2);
+    if (wb >= NWB || odh >= OD * OH || r2 >= total2) return;
+    const int oh = odh % OH;
+    const int od = odh / OH;
+    const int cb = r2 % NCB;
+    const int ng = r2 / NCB;
+    const int g = ng % groups;
+    const int n = ng / groups;
+
+    const int co_own = cb * COB;                  /* first channel this block stores */
+    const int co0 = min(co_own, COG - COB);       /* first channel it computes */
+    const int ow0 = wb * WB;
+    const int nvalid = min(WB, OW - ow0);
+    const int iw0 = ow0 * SW - PW;
+    const bool interior = iw0 >= 0 && iw0 + SPAN <= IW;
+
+    ACCV acc[COB * NV];
+#pragma unroll
+    for (int i = 0; i < COB * NV; ++i) acc[i] = (ACCV)0;
+
+    /* Border blocks: stage elements [ilo, ihi) lie inside the input row; the others are
+     * padding (zeros: written once here; other modes: mapped per row). */
+    ACCN stage[SPAN];
+    const int ilo = clamp(-iw0, 0, SPAN);
+    const int ihi = clamp(IW - iw0, ilo, SPAN);
+#if PADDING_MODE == PAD_ZEROS
+    if (!interior) {
+        for (int i = 0; i < ilo; ++i) stage[i] = 0;
+        for (int i = ihi; i < SPAN; ++i) stage[i] = 0;
+    }
+#endif
+    const int plane = ID * IH * IW;
+    __global const T* xc = x + x_off + (n * C_in + g * CIG) * plane;
+    __global const T* wc = w + w_off + (g * COG + co0) * CIG * KK;
+    for (int ci = 0; ci < CIG; ++ci, xc += plane, wc += KK) {
+        for (int kd = 0; kd < KD; ++kd) {
+            const int id = clconv_pad_index(od * SD - PD + kd * DD, ID, PADDING_MODE);
+            if (id < 0) continue;
+            for (int kh = 0; kh < KH; ++kh) {
+                const int ih = clconv_pad_index(oh * SH - PH + kh * DH, IH, PADDING_MODE);
+                if (ih < 0) continue;
+                __global const T* xr = xc + (id * IH + ih) * IW;
+                __global const T* wr = wc + (kd * KH + kh) * KW;
+                if (!interior) {
+                    __global const T* xs = xr + iw0;
+                    for (int i = ilo; i < ihi; ++i) stage[i] = LOAD(xs, i);
+#if PADDING_MODE != PAD_ZEROS
+                    /* clamped: columns past the padded row feed only lanes past OW */
+                    for (int i = 0; i < ilo; ++i)
+                        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1));
+                    for (int i = ihi; i < SPAN; ++i)
+                        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1));
+#endif
+                }
+#pragma unroll
+                for (int kw = 0; kw < KW; ++kw) {
+#pragma unroll
+                    for (int v = 0; v < NV; ++v) {
+                        const int s0 = kw * DW + v * VW * SW;   /* stage index of lane 0 */
+                        /* a vector wholly inside the row loads from x, even in a border block */
+                        ACCV xv;
+                        if (s0 >= ilo && s0 + (VW - 1) * SW < ihi) xv = XVEC(xr, iw0 + s0);
+                        else xv = SVEC(s0);
+#pragma unroll
+                        for (int c = 0; c < COB; ++c)
+                            acc[c * NV + v] = xv * (ACCV)LOAD(wr, c * CIG * KK + kw) + acc[c * NV + v];
+                    }
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int c = 0; c < COB; ++c) {
+        const int co = co0 + c;
+        if (co < co_own) continue;
+        const int cog = g * COG + co;
+#if HAS_BIAS
+        const ACCN bv = LOAD(bias, b_off + cog);
+#else
+        const ACCN bv = 0;
+#endif
+        __global T* yr = y + y_off + (((n * C_out + cog) * OD + od) * OH + oh) * OW + ow0;
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+            union { ACCV v; ACCN s[VW]; } out;
+            out.v = acc[c * NV + v] + bv;
+#if CLCONV_DTYPE != 16
+            if (nvalid == WB) {
+                *(__global ACCV_U*)(yr + v * VW) = out.v;
+                continue;
+            }
+#endif
+#pragma unroll
+            for (int j = 0; j < VW; ++j)
+                if (v * VW + j < nvalid) STORE(out.s[j], yr, v * VW + j);
+        }
+    }
+}
