@@ -48,8 +48,14 @@ class OpenCLAlgorithm(Algorithm):
     #: uploads and the output download (each costs about one launch on every device).
     HOST_TRANSFER_LAUNCHES = 3
 
+    def host_launches(self, device: Device) -> int:
+        """Enqueues a call with NumPy arrays adds around the kernels on ``device``: the
+        uploads and the download, or only the output map where kernels work on host memory
+        in place (``OpenCLDevice.zero_copy_align``)."""
+        return 1 if getattr(device, "zero_copy_align", 0) else self.HOST_TRANSFER_LAUNCHES
+
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
-        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, self.efficiency)
+        return Cost(spec.flops, io_bytes(spec), 1 + self.host_launches(device), self.efficiency)
 
     def common_support(self, spec: ConvSpec, device: Device) -> Support:
         """Checks every OpenCL algorithm shares: device type, capabilities, 32-bit indexing."""

@@ -216,7 +216,7 @@ class Depthwise(OpenCLAlgorithm):
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
         # memory-bound: every input and output element moves once; the few MACs per output
         # reach a modest fraction of peak
-        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, 0.15)
+        return Cost(spec.flops, io_bytes(spec), 1 + self.host_launches(device), 0.15)
 
     def prepare(self, spec: ConvSpec, device: Device) -> Kernel:
         kernel = DepthwiseKernel(spec, device, self)

@@ -60,4 +60,4 @@ class Direct(OpenCLAlgorithm):
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
         # one work-item per output, scalar loads, no reuse in registers: a few percent of peak
-        return Cost(spec.flops, io_bytes(spec), 1 + self.HOST_TRANSFER_LAUNCHES, 0.04 if not spec.transposed else 0.02)
+        return Cost(spec.flops, io_bytes(spec), 1 + self.host_launches(device), 0.04 if not spec.transposed else 0.02)

@@ -599,5 +599,5 @@ class FFT(OpenCLAlgorithm):
         flops = fft_flops + gemm_flops
         col_dims = (n0 > 1) + (n1 > 1)
         moved = io_bytes(spec) + spectra * (2 + 2 * col_dims) + gemm_bytes
-        launches = chunks * (3 + 2 * col_dims) + self.HOST_TRANSFER_LAUNCHES
+        launches = chunks * (3 + 2 * col_dims) + self.host_launches(device)
         return Cost(flops, moved, launches, flops / max(peak * t, 1e-30))
