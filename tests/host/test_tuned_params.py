@@ -1,0 +1,328 @@
+"""Tunable kernel parameters (``Algorithm.variants``): measuring every variant, the database
+entry that keeps the fastest, later plans prepared with it, and the variants im2col and
+Winograd offer on device profiles (fake devices: no OpenCL needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import clconv
+from clconv import config, dispatch, plugins, tuning
+from clconv.backend import Algorithm, Backend, Device, Kernel, Support
+from clconv.backends.numpy.ops import reference
+from clconv.backends.opencl.algorithms import im2col, winograd
+from clconv.backends.opencl.runtime import OpenCLDevice
+from clconv.cli import cli
+from clconv.errors import BuildError, ConvValueError
+from clconv.spec import ConvSpec
+from clconv.suites import suite
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch, fresh_host):
+    """Each test: its own cache folder (tuning database), default settings, fresh plans."""
+    monkeypatch.setenv("CLCONV_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("CLCONV_POLICY", "CLCONV_STRICT", "CLCONV_BACKEND", "CLCONV_DEVICE", "CLCONV_ALGORITHM",
+                "CLCONV_DISABLE", "CLCONV_WORKSPACE_LIMIT", "CLCONV_DETERMINISTIC", "CLCONV_TUNE_BUDGET"):
+        monkeypatch.delenv(var, raising=False)
+    config.reset()
+    dispatch.clear_plans()
+    yield
+    config.reset()
+    dispatch.clear_plans()
+
+
+# ---------------------------------------------------------------- fake tunable algorithms
+class _SleepKernel(Kernel):
+    """The reference result, after sleeping ``delay`` seconds (a kernel of known speed)."""
+
+    def __init__(self, spec, device, algorithm, delay, params=None):
+        super().__init__(spec, device, algorithm)
+        self.delay = delay
+        if params is not None:
+            self.params = params
+
+    def compute(self, x, w, b, out):
+        time.sleep(self.delay)
+        y = reference(self.spec, x, w, b).astype(self.spec.dtype)
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+
+class _Tunable(Algorithm):
+    """Variants {"k": 1..3}; variant k sleeps delays[k] seconds; k in ``broken`` fails to build."""
+
+    family = "reference"
+
+    def __init__(self, id_, delays, broken=(), speed=1.0):
+        self.id = id_
+        self.delays = delays
+        self.broken = broken
+        self.speed = speed
+        self.prepared: list[dict | None] = []
+
+    def supports(self, spec, device):
+        return Support.yes()
+
+    def cost(self, spec, device):
+        from clconv.costmodel import Cost
+
+        return Cost(spec.flops * self.speed, 0, 1, 0.5)
+
+    def variants(self, spec, device):
+        return [{"k": k} for k in sorted(self.delays)]
+
+    def prepare(self, spec, device, params=None):
+        self.prepared.append(params)
+        k = params["k"] if params else 1
+        if k in self.broken:
+            raise BuildError("building fake.cl failed", log="error: too many registers", source="fake.cl")
+        return _SleepKernel(spec, device, self, self.delays[k], {"k": k})
+
+
+class _Plain(Algorithm):
+    """No variants: prepare takes two arguments, as any plugin written before tuning did."""
+
+    family = "reference"
+
+    def __init__(self, id_, delay, speed=1.0):
+        self.id = id_
+        self.delay = delay
+        self.speed = speed
+
+    def supports(self, spec, device):
+        return Support.yes()
+
+    def cost(self, spec, device):
+        from clconv.costmodel import Cost
+
+        return Cost(spec.flops * self.speed, 0, 1, 0.5)
+
+    def prepare(self, spec, device):
+        return _SleepKernel(spec, device, self, self.delay)
+
+
+def install(host, *algs, name="fakebe"):
+    class B(Backend):
+        version = "1"
+
+        def devices(self):
+            return [Device(id=f"{name}:0", backend=name, name="fake", kind="gpu", memory_bytes=2**34)]
+
+        def algorithms(self):
+            return list(algs)
+
+    B.name = name
+
+    @clconv.hookimpl
+    def clconv_register_backends(register):
+        register(B())
+
+    host.register_plugin(types.SimpleNamespace(clconv_register_backends=clconv_register_backends), f"p-{name}")
+
+
+def xw():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((1, 2, 6, 6)).astype(np.float32), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+
+
+def by_id(expl):
+    return {c.algorithm.id: c for c in expl.candidates}
+
+
+# ---------------------------------------------------------------- dispatch and database
+def test_untuned_candidates_use_the_default_and_say_so(fresh_host):
+    tun, plain = _Tunable("tun", {1: 0.001, 2: 0.001}), _Plain("plain", 0.001, speed=2.0)
+    install(fresh_host(), tun, plain)
+    x, w = xw()
+    e = clconv.explain("conv2d", x, w, backend="fakebe")
+    c = by_id(e)
+    assert (c["tun"].params, c["tun"].params_source) == ({"k": 1}, "default")
+    assert c["tun"].params_text == "k=1 (default)" and "params k=1 (default)" in str(e)
+    assert (c["plain"].params, c["plain"].params_source, c["plain"].params_text) == ({}, "", "")
+    row = c["tun"].row()
+    assert row["params"] == {"k": 1} and row["params_source"] == "default"
+    assert c["plain"].row()["params"] is None
+    p = clconv.plan("conv2d", x, w, backend="fakebe")
+    assert p.algorithm.id == "tun" and tun.prepared == [None]  # the default: prepare(spec, device)
+
+
+def test_measure_times_every_variant_and_stores_the_fastest(fresh_host):
+    tun = _Tunable("tun", {1: 0.012, 2: 0.001, 3: 0.006})
+    install(fresh_host(), tun, _Plain("plain", 0.015))
+    x, w = xw()
+    e = clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
+    c = by_id(e)
+    assert e.decided_by == "measured now" and e.chosen.algorithm.id == "tun"
+    assert c["tun"].params == {"k": 2} and c["tun"].params_source == "tuned"
+    assert 0.001 <= c["tun"].measured_s < 0.006
+    assert "fastest of 3 parameter variants" in c["tun"].measure_note
+    assert sorted(p["k"] for p in tun.prepared if p) == [1, 2, 3]
+    entries = tuning.database().entries()
+    entry = next(v for k, v in entries.items() if k.endswith("|tun"))
+    assert entry["params"] == {"k": 2} and entry["params_text"] == "k=2"
+    assert [v["params"]["k"] for v in entry["variants"]] == [1, 2, 3]
+    assert entry["variants"][0]["time_s"] > entry["variants"][1]["time_s"]
+    assert "params" not in next(v for k, v in entries.items() if k.endswith("|plain"))
+
+
+def test_a_later_process_prepares_with_the_tuned_params(fresh_host):
+    """A database hit gives the tuned params (here: a fresh host and fresh plans, as in a new process)."""
+    install(fresh_host(), _Tunable("tun", {1: 0.005, 2: 0.001}))
+    x, w = xw()
+    clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
+    dispatch.clear_plans()
+    plugins.reset_host()
+    tun = _Tunable("tun", {1: 0.005, 2: 0.001})
+    install(fresh_host(), tun)
+    p = clconv.plan("conv2d", x, w, backend="fakebe")
+    assert p.kernel.params == {"k": 2} and tun.prepared == [{"k": 2}]
+    assert p.candidate.params_text == "k=2 (tuned)"
+    assert p.explanation.decided_by == "tuning database"
+    np.testing.assert_allclose(p(x, w), reference(p.spec, x, w, None), rtol=1e-5, atol=1e-5)
+    # the cost model ranks, but the database's params still apply
+    e = clconv.explain("conv2d", x, w, backend="fakebe", policy="heuristic")
+    assert e.decided_by == "cost model" and by_id(e)["tun"].params_source == "tuned"
+
+
+def test_stored_params_no_longer_offered_fall_back_to_the_default(fresh_host):
+    install(fresh_host(), _Tunable("tun", {1: 0.001, 2: 0.001}))
+    x, w = xw()
+    spec = ConvSpec.from_arrays("conv", 2, x, w)
+    (cand,) = dispatch.collect_candidates(spec, backend="fakebe", settings=config.Settings())
+    tuning.database().record({dispatch._db_key(spec, cand): {"time_s": 0.001, "params": {"k": 9}}})
+    c = by_id(clconv.explain("conv2d", x, w, backend="fakebe"))["tun"]
+    assert (c.params, c.params_source) == ({"k": 1}, "default")
+
+
+def test_a_failing_variant_only_loses(fresh_host):
+    install(fresh_host(), _Tunable("tun", {1: 0.012, 2: 0.001, 3: 0.002}, broken=(2,)))
+    x, w = xw()
+    c = by_id(clconv.explain("conv2d", x, w, backend="fakebe", policy="measure"))["tun"]
+    assert c.params == {"k": 3} and c.measured_s < 0.012
+    entry = next(iter(tuning.database().entries().values()))
+    assert entry["variants"][1]["note"].startswith("failed: BuildError")
+    assert entry["variants"][1]["time_s"] == float("inf")
+
+
+def test_a_clear_loser_is_not_tuned(fresh_host):
+    """Variants are built only for candidates whose default is within VARIANT_MARGIN of the fastest."""
+    slow = _Tunable("slow", {1: 0.02, 2: 0.001})
+    install(fresh_host(), slow, _Plain("fast", 0.001))
+    x, w = xw()
+    c = by_id(clconv.explain("conv2d", x, w, backend="fakebe", policy="measure"))["slow"]
+    assert slow.prepared == [{"k": 1}] and c.params == {"k": 1} and c.params_source == "tuned"
+    assert "parameter variants" not in c.measure_note
+
+
+def test_cli_cache_list_and_explain_show_the_params(fresh_host):
+    install(fresh_host(), _Tunable("tun", {1: 0.004, 2: 0.001}))
+    x, w = xw()
+    clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
+    r = CliRunner().invoke(cli, ["cache", "list"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "params" in r.output and "k=2" in r.output
+    args = ["explain", "conv2d", "--input", "1,2,6,6", "--weight", "3,2,3,3", "--backend", "fakebe"]
+    r = CliRunner().invoke(cli, args, env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "k=2 (tuned)" in r.output
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).output)
+    assert data["chosen"]["params"] == {"k": 2} and data["chosen"]["params_source"] == "tuned"
+
+
+def test_prepare_with_passes_params_only_when_given():
+    alg = _Plain("plain", 0.0)
+    spec = ConvSpec.from_shapes("conv", (1, 2, 6, 6), (3, 2, 3, 3))
+    dev = Device(id="x:0", backend="x", name="x")
+    assert alg.variants(spec, dev) == [{}]
+    assert alg.prepare_with(spec, dev, None).params == {}
+    assert alg.prepare_with(spec, dev, {}).params == {}
+    assert alg.describe_params({"a": 1, "b": "x"}) == "a=1 b=x"
+
+
+# ---------------------------------------------------------------- im2col and Winograd variants
+def fake_cl(name: str, kind: str, lanes: int, max_wg: int = 1024) -> OpenCLDevice:
+    return OpenCLDevice(
+        id=f"opencl:fake:{name}", backend="opencl", name=name, kind=kind, vendor="fake", driver="1",
+        memory_bytes=2**32, compute_units=2, fp64=True, fp16=False,
+        extra={"max_clock_mhz": 2600, "native_vector_width_float": lanes, "max_work_group_size": max_wg,
+               "max_work_item_sizes": [max_wg, max_wg, max_wg], "local_mem_bytes": 65536,
+               "max_alloc_bytes": 2**30},
+        _probe="",
+    )
+
+
+DEVICES = {
+    "avx512": fake_cl("avx512", "cpu", 16),
+    "avx2": fake_cl("avx2", "cpu", 8),
+    "gpu": fake_cl("gpu", "gpu", 1, max_wg=256),
+    "small-wg-gpu": fake_cl("gpu", "gpu", 1, max_wg=32),
+}
+LAYERS = [layer.spec("float32") for layer in suite("resnet50")] + [
+    ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3), padding=1),
+    ConvSpec.from_shapes("conv_transpose", (2, 8, 5, 5), (8, 4, 4, 4), stride=2, padding=1),
+    ConvSpec.from_shapes("conv", (2, 8, 9, 9), (16, 8, 3, 3), padding=1, dtype="float64"),
+]
+
+
+@pytest.mark.parametrize("profile", sorted(DEVICES))
+def test_im2col_variants_are_few_valid_and_start_with_the_default(profile):
+    dev = DEVICES[profile]
+    alg = im2col.Im2col()
+    for spec in LAYERS:
+        vs = alg.variants(spec, dev)
+        tiles = [im2col.Tiling.from_params(v) for v in vs]
+        assert tiles[0] == im2col.tiling(spec, dev)  # untuned = today's default
+        assert 1 <= len(vs) <= im2col.MAX_VARIANTS and len(set(tiles)) == len(tiles)
+        assert json.loads(json.dumps(vs)) == vs  # survive the database
+        for t in tiles[1:]:
+            assert t.vw == tiles[0].vw and t.local[0] * t.local[1] <= dev.max_work_group_size
+            if dev.kind == "cpu":
+                assert t.tm * t.nv + t.nv <= im2col.vector_registers(dev) * 3 // 4
+        assert alg.describe_params(vs[0])
+
+
+def test_im2col_default_variants_on_avx512():
+    spec = ConvSpec.from_shapes("conv", (8, 256, 14, 14), (256, 256, 1, 1))
+    texts = [im2col.Im2col().describe_params(v) for v in im2col.Im2col().variants(spec, DEVICES["avx512"])]
+    assert texts[0] == "8x32 (VW 16 x NV 2), local 1x8"
+    assert "12x32 (VW 16 x NV 2), local 1x8" not in texts  # spills (module doc)
+    tiny = ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3))
+    assert all(v["tm"] <= 4 for v in im2col.Im2col().variants(tiny, DEVICES["avx512"])[1:])
+
+
+@pytest.mark.parametrize("params", [{"tm": 8}, {"tm": 8, "vw": 3, "nv": 2, "l0": 1, "l1": 8},
+                                    {"tm": 0, "vw": 16, "nv": 2, "l0": 1, "l1": 8}])
+def test_bad_im2col_params_are_refused(params):
+    with pytest.raises(ConvValueError, match="params="):
+        im2col.Tiling.from_params(params)
+
+
+@pytest.mark.parametrize("profile", sorted(DEVICES))
+@pytest.mark.parametrize("cls", [winograd.WinogradF2, winograd.WinogradF4])
+def test_winograd_variants_are_few_valid_and_start_with_the_default(profile, cls):
+    dev = DEVICES[profile]
+    alg = cls()
+    for spec in LAYERS:
+        if spec.transposed or spec.ndim != 2:
+            assert alg.variants(spec, dev) == [{}]
+            continue
+        vs = alg.variants(spec, dev)
+        blocks = [winograd.from_params(v) for v in vs]
+        assert blocks[0][0] == winograd.make_plan(spec, dev, alg.mt).tile
+        assert 1 <= len(vs) <= winograd.MAX_VARIANTS and len(set(blocks)) == len(blocks)
+        for t, group in blocks:
+            assert t.tm in (4, 8) and group <= dev.max_work_group_size
+
+
+def test_bad_winograd_params_are_refused():
+    with pytest.raises(ConvValueError, match="params="):
+        winograd.from_params({"tm": 6, "vw": 16, "nv": 2, "group": 8})
