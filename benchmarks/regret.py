@@ -11,7 +11,10 @@ this run (warm-up, median of repeats): that is the ground truth. Then:
 Regret = ground-truth time of the chosen candidate / ground-truth time of the
 fastest. Reported per layer and as a geometric mean.
 
-    python benchmarks/regret.py [--suite all] [--repeats 5] [--json out.json]
+    python benchmarks/regret.py [--suite all] [--repeats 5] [--min-time 0.2] [--json out.json]
+
+Sub-millisecond layers get more rounds (until --min-time seconds per candidate), so that
+their medians are not decided by a few noisy calls.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ def main() -> int:
     ap.add_argument("--suite", default="all")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=3.0, help="tuning budget per spec, seconds")
+    ap.add_argument("--min-time", type=float, default=0.2,
+                    help="ground truth: keep adding rounds (up to --max-rounds) until every candidate has this many seconds of timed calls")
+    ap.add_argument("--max-rounds", type=int, default=200)
     ap.add_argument("--slow", type=float, default=3.0, help="candidates whose warm-up call exceeds this are not repeated")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -64,11 +70,17 @@ def main() -> int:
                 truth[c.name] = first  # far too slow to be the fastest; one call is enough
             else:
                 live.append((c.name, k, []))
-        for _ in range(args.repeats):
+        rounds = 0
+        while live:
             for name, k, ts in live:
                 t = time.perf_counter()
                 k(x, w, b)
                 ts.append(time.perf_counter() - t)
+            rounds += 1
+            if rounds >= args.max_rounds or (
+                rounds >= args.repeats and all(sum(ts) >= args.min_time for _, _, ts in live)
+            ):
+                break
         for name, _, ts in live:
             truth[name] = sorted(ts)[len(ts) // 2]
         with config.settings(tune_budget=args.budget):
