@@ -297,6 +297,8 @@ def test_im2col_default_variants_on_avx512():
     assert "12x32 (VW 16 x NV 2), local 1x8" not in texts  # spills (module doc)
     tiny = ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3))
     assert all(v["tm"] <= 4 for v in im2col.Im2col().variants(tiny, DEVICES["avx512"])[1:])
+    depthwise = ConvSpec.from_shapes("conv", (1, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
+    assert [v["tm"] for v in im2col.Im2col().variants(depthwise, DEVICES["avx512"])] == [8, 1, 1]
 
 
 @pytest.mark.parametrize("params", [{"tm": 8}, {"tm": 8, "vw": 3, "nv": 2, "l0": 1, "l1": 8},

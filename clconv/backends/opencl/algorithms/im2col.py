@@ -127,10 +127,13 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
 #: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
 #: the device's. CPUs: the measured neighbours of 8 x 2 vectors (module doc), then the same
 #: tile with fewer or more row tiles per work-group (how many share one B panel in cache), then
-#: smaller tiles for CPUs with 16 vector registers. Other devices: not measured here.
+#: smaller tiles for CPUs with 16 vector registers, then short tiles for GEMMs of very few rows
+#: (grouped and depthwise convs: one row per group), whose work-groups run along the columns.
+#: Other devices: not measured here.
 _CPU_SHAPES = (
     (8, 2, (1, 8)), (6, 2, (1, 8)), (6, 3, (1, 8)), (4, 4, (1, 8)), (8, 1, (1, 8)),
     (8, 2, (1, 4)), (8, 2, (1, 16)), (4, 2, (1, 8)), (6, 1, (1, 8)), (4, 1, (1, 8)),
+    (2, 4, (1, 8)), (2, 4, (4, 1)), (1, 4, (8, 1)), (1, 2, (8, 1)), (2, 2, (4, 1)),
 )
 _GPU_SHAPES = (
     (4, 2, (16, 4)), (8, 2, (16, 4)), (4, 1, (16, 4)), (4, 2, (8, 8)), (4, 2, (32, 2)), (8, 1, (16, 8)),
