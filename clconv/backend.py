@@ -173,7 +173,7 @@ class Kernel(ABC):
                 raise ConvValueError(
                     f"{name} has shape {tuple(arr.shape)}, but this kernel was prepared for {shape}"
                 )
-            if np.dtype(arr.dtype).name != s.dtype:
+            if arr.dtype != s.dtype and np.dtype(arr.dtype).name != s.dtype:  # (byte order aside)
                 raise ConvTypeError(f"{name} has dtype {arr.dtype}, but this kernel was prepared for {s.dtype}")
 
     def __repr__(self) -> str:
