@@ -699,7 +699,7 @@ class Im2col(OpenCLAlgorithm):
         eff = gemm_efficiency(m, n, kk, self.gemm_base)
         if spec.groups > 1:  # per-group GEMMs are smaller and less regular
             eff *= 0.5
-        return Cost(spec.flops, io_bytes(spec) + 2 * cols, launches + self.HOST_TRANSFER_LAUNCHES, eff)
+        return Cost(spec.flops, io_bytes(spec) + 2 * cols, launches + self.host_launches(device), eff)
 
     def variants(self, spec: ConvSpec, device: Device) -> list[dict[str, Any]]:
         """GEMM tiles worth measuring (:func:`tilings`), the default first."""

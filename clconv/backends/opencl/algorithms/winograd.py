@@ -656,7 +656,7 @@ class _Winograd(OpenCLAlgorithm):
         eff = gemm_efficiency(tiles, p.cpg, p.cig, self.gemm_base)
         if spec.groups > 1:
             eff *= 0.5
-        return Cost(gemm + transforms, bytes_, 4 * p.nchunks + self.HOST_TRANSFER_LAUNCHES, eff)
+        return Cost(gemm + transforms, bytes_, 4 * p.nchunks + self.host_launches(device), eff)
 
 
 class WinogradF2(_Winograd):
