@@ -270,6 +270,12 @@ def candidate_variants(spec: ConvSpec, candidate: "Candidate") -> list[dict[str,
     return found or [{}]
 
 
+#: measure(): sub-millisecond specs get rounds up to this many...
+MAX_ROUNDS = 201
+#: ...until their timed calls add up to this many seconds (or the budget is spent).
+TIMED_TARGET_S = 0.3
+
+
 def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, placement: Any = None,
             rounds: int = 7) -> dict[str, Measurement]:
     """Time candidates, and the parameter variants of tunable ones, within ``budget_s``.
@@ -279,8 +285,9 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
     tunable algorithm (``Algorithm.variants``) whose trial came within :data:`VARIANT_MARGIN`
     of the fastest is prepared and warmed up too: those builds (a kernel compile each, seconds
     when not cached; algorithms offer a handful) are not charged to the budget. Then the timed
-    calls are interleaved (one call of every candidate and variant per round, at least three
-    rounds and up to ``rounds``), so that a change in machine load between them cannot decide
+    calls are interleaved (one call of every candidate and variant per round; ``rounds`` rounds,
+    at least three when the budget runs out first, and more, up to :data:`MAX_ROUNDS`, until the
+    timed calls add up to :data:`TIMED_TARGET_S` for sub-millisecond specs), so that a change in machine load between them cannot decide
     the ranking; the median of each one's rounds is its time, and a candidate's time is that of
     its fastest variant. Candidates predicted to be over 20x slower than the best prediction, or
     that fail, get ``inf`` with a note; a variant that fails only loses.
@@ -336,7 +343,11 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
             except Exception as exc:
                 units.append([c, v, None, [], failed(exc), 0.0])
             uncharged += time.perf_counter() - t0
-    for r in range(rounds):
+    # At least `rounds` rounds (3 when the budget runs out first); sub-millisecond specs go on
+    # (up to MAX_ROUNDS) until the timed calls add up to TIMED_TARGET_S, so that their medians
+    # are not decided by a handful of calls on a busy machine.
+    timed_start = time.perf_counter()
+    for r in range(max(rounds, MAX_ROUNDS)):
         for u in units:
             if u[2] is None or u[4]:
                 continue
@@ -344,7 +355,10 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
                 u[3].append(call(u[2]))
             except Exception as exc:
                 u[4] = failed(exc)
-        if r >= 2 and spent() > budget_s:
+        done = r + 1
+        if done >= 3 and spent() > budget_s:
+            break
+        if done >= rounds and time.perf_counter() - timed_start >= min(TIMED_TARGET_S, budget_s):
             break
     for c in ordered:
         mine = [u for u in units if u[0] is c]
