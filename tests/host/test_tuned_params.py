@@ -4,6 +4,7 @@ Winograd offer on device profiles (fake devices: no OpenCL needed)."""
 
 from __future__ import annotations
 
+import re
 import json
 import time
 import types
@@ -328,3 +329,17 @@ def test_winograd_variants_are_few_valid_and_start_with_the_default(profile, cls
 def test_bad_winograd_params_are_refused():
     with pytest.raises(ConvValueError, match="params="):
         winograd.from_params({"tm": 6, "vw": 16, "nv": 2, "group": 8})
+
+
+def test_fast_specs_get_many_rounds_slow_ones_few(fresh_host):
+    """Sub-millisecond candidates are timed until TIMED_TARGET_S of calls (more than the 7
+    default rounds); slow ones stop at the default rounds."""
+    install(fresh_host(), _Plain("fast", 0.0), _Plain("fast2", 0.0))
+    x, w = xw()
+    e = clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
+    rounds = int(re.search(r"\((\d+) interleaved rounds", by_id(e)["fast"].measure_note).group(1))
+    assert rounds > 7
+    install(fresh_host(), _Plain("slow", 0.06), _Plain("slow2", 0.06), name="fakeslow")
+    e = clconv.explain("conv2d", x, w, backend="fakeslow", policy="measure")
+    rounds = int(re.search(r"\((\d+) interleaved rounds", by_id(e)["slow"].measure_note).group(1))
+    assert 3 <= rounds <= 7
