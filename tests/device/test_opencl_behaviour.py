@@ -296,3 +296,19 @@ def test_staged_path_reuses_its_device_buffers(cl_device, monkeypatch):
     first = {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()}
     kernel(x + 1, w, None)
     assert {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()} == first
+
+
+def test_host_coherence_probe_and_the_map_fallback(cl_device, monkeypatch):
+    """Where the probe says kernel writes reach host memory, a finish replaces the map; a
+    device that fails the probe (forced here) still returns correct results through the map."""
+    if not cl_device.zero_copy_align:
+        pytest.skip(f"{cl_device.id} does not share host memory")
+    assert isinstance(cl_device.host_coherent, bool)
+    x, w = _xw(seed=16)
+    exact = reference(clconv.plan("conv2d", x, w, padding=1, backend="numpy").spec, x, w, None)
+    monkeypatch.setattr(type(cl_device), "host_coherent", property(lambda self: False))
+    mapped = []
+    real_map = cl.enqueue_map_buffer
+    monkeypatch.setattr(cl, "enqueue_map_buffer", lambda *a, **k: mapped.append(1) or real_map(*a, **k))
+    y = clconv.conv2d(x, w, padding=1, device=cl_device.id, algorithm="direct")
+    assert mapped and np.allclose(y, exact, rtol=1e-4, atol=1e-4)

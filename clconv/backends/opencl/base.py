@@ -267,14 +267,18 @@ class OpenCLKernel(Kernel):
         else:
             result = aligned_empty(spec.output_shape, spec.dtype, align)
         y = view("out", result, True)
+        coherent = getattr(self.device, "host_coherent", False)
         try:
             try:
                 self.run(queue, x, w, b, y)
-                # Mapping the output waits for the kernels and makes their writes visible
-                # to the host (a no-op on a CPU device, but OpenCL's rule for host pointers).
-                mapped, _ = cl.enqueue_map_buffer(queue, y.data, cl.map_flags.READ, 0, result.shape,
-                                                  result.dtype, is_blocking=True)
-                mapped.base.release(queue)
+                if coherent:
+                    queue.finish()
+                else:
+                    # Mapping the output waits for the kernels and makes their writes visible
+                    # to the host (OpenCL's rule for host pointers).
+                    mapped, _ = cl.enqueue_map_buffer(queue, y.data, cl.map_flags.READ, 0, result.shape,
+                                                      result.dtype, is_blocking=True)
+                    mapped.base.release(queue)
             except BaseException:
                 queue.finish()  # no kernel may still read or write the caller's memory
                 raise
