@@ -17,11 +17,13 @@
  *   is in bounds and no output is written twice.
  * Layout: x (N, C_in, ID, IH, IW), w (C_out, CIG, KD, KH, KW), y (N, C_out, OD, OH, OW),
  *   C-contiguous; 1D and 2D run as 3D with leading size-1 dims.
- * Launch: global (round_up(NWB, L0), round_up(OD * OH, L1), N * groups * NCB),
- *   local (L0, L1, 1); NWB = ceil(OW / (NV * VW)), NCB = ceil(COG / COB).
+ *   XSTAT (x-stationary, for a short reduction: CIG * KK * NV vectors fit in registers): a
+ *   work-item loads its input vectors once and computes CBI channel blocks from them in turn.
+ * Launch: global (round_up(NWB, L0), round_up(OD * OH, L1), N * groups * ceil(NCB / CBI)),
+ *   local (L0, L1, 1); NWB = ceil(OW / (NV * VW)), NCB = ceil(COG / COB); CBI = 1 unless XSTAT.
  * Macros: CLCONV_DTYPE (common.h), PADDING_MODE (0..3), HAS_BIAS (0/1),
  *   CIG, COG (channels per group in and out), COB (<= COG), VW (1, 2, 4, 8, 16), NV,
- *   KD KH KW, SD SH SW, DD DH DW, PD PH PW (padding before).
+ *   XSTAT (0/1), CBI, KD KH KW, SD SH SW, DD DH DW, PD PH PW (padding before).
  */
 #include "common.h"
 
@@ -74,6 +76,58 @@ typedef ACCV __attribute__((aligned(sizeof(ACCN)))) ACCV_U;
 #define SG(j) sp_[(j) * SW]
 #define SVEC(off) ({ const ACCN* sp_ = stage + (off); LANES(SG); })
 
+/* Stage the input columns of row xr that the border vectors of a border block read:
+ * the stage elements [ilo, ihi) lie inside the row, and only [ilo, lend) and [rbeg, ihi)
+ * of them are read from the stage (a vector wholly inside the row loads from x); zero
+ * padding was written once per work-item. */
+#if PADDING_MODE == PAD_ZEROS
+#define STAGE_ROW(xr) { __global const T* xs_ = (xr) + iw0; \
+    for (int i = ilo; i < lend; ++i) stage[i] = LOAD(xs_, i); \
+    for (int i = rbeg; i < ihi; ++i) stage[i] = LOAD(xs_, i); }
+#else
+/* clamped: columns past the padded row feed only lanes past OW */
+#define STAGE_ROW(xr) { __global const T* xs_ = (xr) + iw0; \
+    for (int i = ilo; i < lend; ++i) stage[i] = LOAD(xs_, i); \
+    for (int i = rbeg; i < ihi; ++i) stage[i] = LOAD(xs_, i); \
+    for (int i = 0; i < ilo; ++i) \
+        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1)); \
+    for (int i = ihi; i < SPAN; ++i) \
+        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1)); }
+#endif
+
+/* Input vector v of tap kw from row xr: straight from x when wholly inside the row
+ * (always, in an interior block), else from the stage. */
+#define ROW_VEC(xv, xr, kw, v) { const int s0 = (kw) * DW + (v) * VW * SW; \
+    if (s0 >= ilo && s0 + (VW - 1) * SW < ihi) xv = XVEC(xr, iw0 + s0); else xv = SVEC(s0); }
+
+/* Store the COB x NV accumulators of channels co0.. (those from co_own on), plus bias. */
+#define STORE_BLOCK() \
+    _Pragma("unroll") \
+    for (int c = 0; c < COB; ++c) { \
+        const int co = co0 + c; \
+        if (co < co_own) continue; \
+        const int cog = g * COG + co; \
+        const ACCN bv = HAS_BIAS ? LOAD(bias, b_off + cog) : (ACCN)0; \
+        __global T* yr = y + y_off + (((n * C_out + cog) * OD + od) * OH + oh) * OW + ow0; \
+        _Pragma("unroll") \
+        for (int v = 0; v < NV; ++v) { \
+            union { ACCV v; ACCN s[VW]; } out; \
+            out.v = acc[c * NV + v] + bv; \
+            if (VECTOR_STORE && nvalid == WB) { \
+                *(__global ACCV_U*)(yr + v * VW) = out.v; \
+                continue; \
+            } \
+            _Pragma("unroll") \
+            for (int j = 0; j < VW; ++j) \
+                if (v * VW + j < nvalid) STORE(out.s[j], yr, v * VW + j); \
+        } \
+    }
+#if CLCONV_DTYPE == 16
+#define VECTOR_STORE 0
+#else
+#define VECTOR_STORE 1
+#endif
+
 __kernel void conv_direct_blocked(
     __global const T* restrict x, const int x_off,
     __global const T* restrict w, const int w_off,
@@ -90,27 +144,25 @@ __kernel void conv_direct_blocked(
     if (wb >= NWB || odh >= OD * OH || r2 >= total2) return;
     const int oh = odh % OH;
     const int od = odh / OH;
-    const int cb = r2 % NCB;
-    const int ng = r2 / NCB;
+    const int nci = (NCB + CBI - 1) / CBI;       /* work-items per group along channels */
+    const int cbi = r2 % nci;
+    const int ng = r2 / nci;
     const int g = ng % groups;
     const int n = ng / groups;
 
-    const int co_own = cb * COB;                  /* first channel this block stores */
-    const int co0 = min(co_own, COG - COB);       /* first channel it computes */
     const int ow0 = wb * WB;
     const int nvalid = min(WB, OW - ow0);
     const int iw0 = ow0 * SW - PW;
     const bool interior = iw0 >= 0 && iw0 + SPAN <= IW;
-
-    ACCV acc[COB * NV];
-#pragma unroll
-    for (int i = 0; i < COB * NV; ++i) acc[i] = (ACCV)0;
 
     /* Border blocks: stage elements [ilo, ihi) lie inside the input row; the others are
      * padding (zeros: written once here; other modes: mapped per row). */
     ACCN stage[SPAN];
     const int ilo = clamp(-iw0, 0, SPAN);
     const int ihi = clamp(IW - iw0, ilo, SPAN);
+    /* a vector starting before ilo ends before lend; one ending at or after ihi starts at rbeg or later */
+    const int lend = min(ihi, ilo + (VW - 1) * SW);
+    const int rbeg = max(lend, ihi - (VW - 1) * SW);
 #if PADDING_MODE == PAD_ZEROS
     if (!interior) {
         for (int i = 0; i < ilo; ++i) stage[i] = 0;
@@ -118,7 +170,62 @@ __kernel void conv_direct_blocked(
     }
 #endif
     const int plane = ID * IH * IW;
-    __global const T* xc = x + x_off + (n * C_in + g * CIG) * plane;
+    __global const T* xg = x + x_off + (n * C_in + g * CIG) * plane;
+
+#if XSTAT
+    /* x-stationary: the whole reduction's input vectors sit in registers, loaded once and
+     * used by each of the CBI channel blocks in turn. A tap row outside the input (zero
+     * padding) holds zeros. */
+    ACCV xin[CIG * KK * NV];
+#pragma unroll
+    for (int ci = 0; ci < CIG; ++ci) {
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd) {
+            const int id = clconv_pad_index(od * SD - PD + kd * DD, ID, PADDING_MODE);
+#pragma unroll
+            for (int kh = 0; kh < KH; ++kh) {
+                const int ih = clconv_pad_index(oh * SH - PH + kh * DH, IH, PADDING_MODE);
+                const int t0 = (ci * KK + (kd * KH + kh) * KW) * NV;
+                if (id < 0 || ih < 0) {
+#pragma unroll
+                    for (int i = 0; i < KW * NV; ++i) xin[t0 + i] = (ACCV)0;
+                    continue;
+                }
+                __global const T* xr = xg + (ci * ID + id) * IH * IW + ih * IW;
+                if (!interior) STAGE_ROW(xr)
+#pragma unroll
+                for (int kw = 0; kw < KW; ++kw) {
+#pragma unroll
+                    for (int v = 0; v < NV; ++v) ROW_VEC(xin[t0 + kw * NV + v], xr, kw, v)
+                }
+            }
+        }
+    }
+    for (int cb = cbi * CBI; cb < min(NCB, cbi * CBI + CBI); ++cb) {
+        const int co_own = cb * COB;                  /* first channel this block stores */
+        const int co0 = min(co_own, COG - COB);       /* first channel it computes */
+        __global const T* wc = w + w_off + (g * COG + co0) * CIG * KK;
+        ACCV acc[COB * NV];
+#pragma unroll
+        for (int i = 0; i < COB * NV; ++i) acc[i] = (ACCV)0;
+#pragma unroll
+        for (int t = 0; t < CIG * KK; ++t) {
+#pragma unroll
+            for (int v = 0; v < NV; ++v) {
+#pragma unroll
+                for (int c = 0; c < COB; ++c)
+                    acc[c * NV + v] = xin[t * NV + v] * (ACCV)LOAD(wc, c * CIG * KK + t) + acc[c * NV + v];
+            }
+        }
+        STORE_BLOCK()
+    }
+#else
+    const int co_own = cbi * COB;                 /* first channel this block stores */
+    const int co0 = min(co_own, COG - COB);       /* first channel it computes */
+    ACCV acc[COB * NV];
+#pragma unroll
+    for (int i = 0; i < COB * NV; ++i) acc[i] = (ACCV)0;
+    __global const T* xc = xg;
     __global const T* wc = w + w_off + (g * COG + co0) * CIG * KK;
     for (int ci = 0; ci < CIG; ++ci, xc += plane, wc += KK) {
         for (int kd = 0; kd < KD; ++kd) {
@@ -129,26 +236,13 @@ __kernel void conv_direct_blocked(
                 if (ih < 0) continue;
                 __global const T* xr = xc + (id * IH + ih) * IW;
                 __global const T* wr = wc + (kd * KH + kh) * KW;
-                if (!interior) {
-                    __global const T* xs = xr + iw0;
-                    for (int i = ilo; i < ihi; ++i) stage[i] = LOAD(xs, i);
-#if PADDING_MODE != PAD_ZEROS
-                    /* clamped: columns past the padded row feed only lanes past OW */
-                    for (int i = 0; i < ilo; ++i)
-                        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1));
-                    for (int i = ihi; i < SPAN; ++i)
-                        stage[i] = LOAD(xr, clamp(clconv_pad_index(iw0 + i, IW, PADDING_MODE), 0, IW - 1));
-#endif
-                }
+                if (!interior) STAGE_ROW(xr)
 #pragma unroll
                 for (int kw = 0; kw < KW; ++kw) {
 #pragma unroll
                     for (int v = 0; v < NV; ++v) {
-                        const int s0 = kw * DW + v * VW * SW;   /* stage index of lane 0 */
-                        /* a vector wholly inside the row loads from x, even in a border block */
                         ACCV xv;
-                        if (s0 >= ilo && s0 + (VW - 1) * SW < ihi) xv = XVEC(xr, iw0 + s0);
-                        else xv = SVEC(s0);
+                        ROW_VEC(xv, xr, kw, v)
 #pragma unroll
                         for (int c = 0; c < COB; ++c)
                             acc[c * NV + v] = xv * (ACCV)LOAD(wr, c * CIG * KK + kw) + acc[c * NV + v];
@@ -157,31 +251,6 @@ __kernel void conv_direct_blocked(
             }
         }
     }
-
-#pragma unroll
-    for (int c = 0; c < COB; ++c) {
-        const int co = co0 + c;
-        if (co < co_own) continue;
-        const int cog = g * COG + co;
-#if HAS_BIAS
-        const ACCN bv = LOAD(bias, b_off + cog);
-#else
-        const ACCN bv = 0;
+    STORE_BLOCK()
 #endif
-        __global T* yr = y + y_off + (((n * C_out + cog) * OD + od) * OH + oh) * OW + ow0;
-#pragma unroll
-        for (int v = 0; v < NV; ++v) {
-            union { ACCV v; ACCN s[VW]; } out;
-            out.v = acc[c * NV + v] + bv;
-#if CLCONV_DTYPE != 16
-            if (nvalid == WB) {
-                *(__global ACCV_U*)(yr + v * VW) = out.v;
-                continue;
-            }
-#endif
-#pragma unroll
-            for (int j = 0; j < VW; ++j)
-                if (v * VW + j < nvalid) STORE(out.s[j], yr, v * VW + j);
-        }
-    }
 }

@@ -73,6 +73,10 @@ TABLE = [
     ("two-core-cpu", "mobilenetv2.dw3x3-112", "float32", "opencl/depthwise"),
     ("two-core-cpu", "small.3x3-16@8", "float32", "numpy/im2col"),
     ("two-core-cpu", "small.1d-8@16", "float32", "numpy/im2col"),
+    ("two-core-cpu", "resnet50.stem-7x7s2", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "resnext.3x3-g32-56", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "audio.1d-1to512-k10s5", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "resnet50.1x1-56-reduce", "float32", "opencl/im2col"),
 ]
 
 
