@@ -51,7 +51,7 @@ def main() -> int:
         if hasattr(be, "calibrate"):
             for d in be.devices():
                 if not d.problem():
-                    db.set_profile(d, be.calibrate(d))
+                    db.set_profile(d, tuning.calibrate(be, d))
 
     rows = []
     for layer in suite(args.suite):

@@ -27,6 +27,10 @@ class DeviceProfile:
     bandwidth_gbs: float
     launch_us: float
     source: str = "estimated"
+    #: fixed host cost of one call through a kernel object of this device's backend, on top
+    #: of its launches: validation, wrapping, allocation, the framework's own dispatch
+    #: (measured by :func:`clconv.tuning.calibrate` on a tiny convolution)
+    call_us: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,7 +47,7 @@ class Cost:
         peak = profile.peak_gflops * 1e9 * _DTYPE_SPEED.get(dtype, 1.0)
         compute = self.flops / max(peak * max(self.efficiency, 1e-6), 1.0)
         memory = self.bytes / max(profile.bandwidth_gbs * 1e9, 1.0)
-        return max(compute, memory) + self.launches * profile.launch_us * 1e-6
+        return max(compute, memory) + (self.launches * profile.launch_us + profile.call_us) * 1e-6
 
 
 # float64 runs at half speed on CPUs (and far slower on consumer GPUs; see estimate()).
@@ -57,16 +61,16 @@ def estimate(device: Device) -> DeviceProfile:
     clock = (x.get("max_clock_mhz") or 2000) / 1000.0
     if device.backend == "numpy":
         # BLAS on the host: ~2 FMA pipes x 8 lanes x 2 FLOP per core and cycle, ~60% of it in practice
-        return DeviceProfile(cus * clock * 32 * 0.6, 10.0 * min(cus, 8), 5.0, "estimated (host BLAS)")
+        return DeviceProfile(cus * clock * 32 * 0.6, 10.0 * min(cus, 8), 5.0, "estimated (host BLAS)", 20.0)
     lanes = x.get("native_vector_width_float") or x.get("preferred_vector_width_float") or 4
     if device.kind == "cpu":
         lanes = min(max(int(lanes), 4), 16)
-        return DeviceProfile(cus * clock * lanes * 2 * 2, 10.0 * min(cus, 8), 50.0, "estimated (OpenCL CPU)")
+        return DeviceProfile(cus * clock * lanes * 2 * 2, 10.0 * min(cus, 8), 50.0, "estimated (OpenCL CPU)", 20.0)
     if device.kind == "gpu":
         # 64 lanes per compute unit is a middle ground between vendors
         bw = 400.0 if device.memory_bytes >= 8 * 2**30 else 100.0
-        return DeviceProfile(cus * clock * 64 * 2, bw, 10.0, "estimated (GPU)")
-    return DeviceProfile(cus * clock * 16 * 2, 50.0, 20.0, "estimated (accelerator)")
+        return DeviceProfile(cus * clock * 64 * 2, bw, 10.0, "estimated (GPU)", 20.0)
+    return DeviceProfile(cus * clock * 16 * 2, 50.0, 20.0, "estimated (accelerator)", 20.0)
 
 
 def profile(device: Device) -> DeviceProfile:

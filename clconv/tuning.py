@@ -14,6 +14,7 @@ reported once (a TuningWarning) and rebuilt on the next write, never fatal.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 from ._version import __version__
@@ -177,7 +179,8 @@ class TuningDB:
         if not p:
             return None
         try:
-            return DeviceProfile(float(p["peak_gflops"]), float(p["bandwidth_gbs"]), float(p["launch_us"]), "calibrated")
+            return DeviceProfile(float(p["peak_gflops"]), float(p["bandwidth_gbs"]), float(p["launch_us"]), "calibrated",
+                                 float(p.get("call_us", 0.0)))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -186,6 +189,44 @@ class TuningDB:
             data["profiles"][device.fingerprint()] = {**profile.as_dict(), "source": "calibrated", "device": device.id}
 
         self._update(put)
+
+
+#: The tiny convolution whose calls measure a backend's fixed per-call cost.
+CALL_PROBE = ConvSpec.from_shapes("conv", (1, 4, 8), (4, 4, 1), bias=True, dtype="float32", ndim=1)
+
+
+def calibrate(backend: Any, device: Device, calls: int = 31) -> DeviceProfile:
+    """``backend.calibrate(device)`` (peak FLOP/s, bandwidth, launch overhead), plus the fixed
+    host cost of one call (``call_us``): the median time of calls of :data:`CALL_PROBE` through
+    each of the backend's kernels that can run it, less what its launches account for; the
+    smallest over the algorithms. Small layers are decided by this cost, which a bare launch
+    (a driver call) does not show: validation, wrappers, allocation, a framework's dispatch."""
+    prof = backend.calibrate(device)
+    spec = CALL_PROBE
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    b = rng.standard_normal(spec.out_channels).astype(np.float32)
+    best = math.inf
+    for alg in backend.algorithms():
+        try:
+            if not alg.supports(spec, device):
+                continue
+            kernel = alg.prepare(spec, device)
+            for _ in range(3):
+                _sync(kernel(x, w, b))
+            ts = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                _sync(kernel(x, w, b))
+                ts.append(time.perf_counter() - t)
+            launches = alg.cost(spec, device).launches
+        except Exception:  # an algorithm that cannot run the probe says nothing about the rest
+            continue
+        best = min(best, statistics.median(ts) * 1e6 - launches * prof.launch_us)
+    if best == math.inf:
+        return prof
+    return dataclasses.replace(prof, call_us=max(0.0, best))
 
 
 _dbs: dict[Path, TuningDB] = {}

@@ -65,13 +65,13 @@ def command(suites, specs, dtype, backend, device, budget, force, calibrate):  #
                 if device and d.id != device or d.problem():
                     continue
                 try:
-                    prof = be.calibrate(d)
+                    prof = tuning.calibrate(be, d)
                 except Exception as exc:
                     click.echo(f"calibration of {d.id} failed: {type(exc).__name__}: {exc}", err=True)
                     continue
                 db.set_profile(d, prof)
                 click.echo(f"calibrated {d.id}: {prof.peak_gflops:.1f} GFLOP/s, {prof.bandwidth_gbs:.1f} GB/s, "
-                           f"launch {prof.launch_us:.1f} us")
+                           f"launch {prof.launch_us:.1f} us, call {prof.call_us:.1f} us")
     changes = {"tune_budget": budget} if budget else {}
     rows = []
     with config.settings(**changes), Progress(

@@ -343,3 +343,31 @@ def test_fast_specs_get_many_rounds_slow_ones_few(fresh_host):
     e = clconv.explain("conv2d", x, w, backend="fakeslow", policy="measure")
     rounds = int(re.search(r"\((\d+) interleaved rounds", by_id(e)["slow"].measure_note).group(1))
     assert 3 <= rounds <= 7
+
+
+def test_calibration_measures_the_fixed_cost_of_a_call(fresh_host):
+    """tuning.calibrate adds call_us: a backend whose every call sleeps 2 ms gets ~2000 us,
+    which the database keeps and predictions add once per call."""
+    from clconv.costmodel import Cost, DeviceProfile
+
+    class Be(Backend):
+        name, version = "calbe", "1"
+
+        def devices(self):
+            return [Device(id="calbe:0", backend="calbe", name="fake", kind="cpu")]
+
+        def algorithms(self):
+            return [_Plain("slowcall", 0.002)]
+
+        def calibrate(self, device):
+            return DeviceProfile(100.0, 10.0, 1.0, "calibrated")
+
+    be = Be()
+    dev = be.devices()[0]
+    prof = tuning.calibrate(be, dev, calls=7)
+    assert 1500 <= prof.call_us <= 20000 and prof.launch_us == 1.0
+    db = tuning.database()
+    db.set_profile(dev, prof)
+    assert db.profile(dev).call_us == pytest.approx(prof.call_us)
+    cost = Cost(flops=0, bytes=0, launches=2)
+    assert cost.predict(db.profile(dev)) == pytest.approx((2 * 1.0 + prof.call_us) * 1e-6)

@@ -50,9 +50,10 @@ class OpenCLAlgorithm(Algorithm):
 
     def host_launches(self, device: Device) -> int:
         """Enqueues a call with NumPy arrays adds around the kernels on ``device``: the
-        uploads and the download, or only the output map where kernels work on host memory
-        in place (``OpenCLDevice.zero_copy_align``)."""
-        return 1 if getattr(device, "zero_copy_align", 0) else self.HOST_TRANSFER_LAUNCHES
+        uploads and the download, or none where kernels work on host memory in place
+        (``OpenCLDevice.zero_copy_align``: the final wait is part of a launch's latency,
+        which is what a device profile's ``launch_us`` measures)."""
+        return 0 if getattr(device, "zero_copy_align", 0) else self.HOST_TRANSFER_LAUNCHES
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
         return Cost(spec.flops, io_bytes(spec), 1 + self.host_launches(device), self.efficiency)
