@@ -64,9 +64,10 @@ typedef ACCV __attribute__((aligned(sizeof(ACCN)))) ACCV_U;
 #elif SW == 1
 #define XVEC(xr, off) (*(const __global ACCV_U*)((xr) + (off)))
 #elif SW == 2 && VW >= 2
+/* elements 0..2VW-2 as two vectors: [0, VW) and [VW - 1, 2VW - 1) (never past the last lane) */
 #define XVEC(xr, off) ({ const __global T* xp_ = (xr) + (off); \
-    const ACCV a_ = *(const __global ACCV_U*)xp_; const ACCV b_ = *(const __global ACCV_U*)(xp_ + VW); \
-    (ACCV)(a_.even, b_.even); })
+    const ACCV a_ = *(const __global ACCV_U*)xp_; const ACCV b_ = *(const __global ACCV_U*)(xp_ + VW - 1); \
+    (ACCV)(a_.even, b_.odd); })
 #else
 #define XG(j) xp_[(j) * SW]
 #define XVEC(xr, off) ({ const __global T* xp_ = (xr) + (off); LANES(XG); })

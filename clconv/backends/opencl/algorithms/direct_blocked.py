@@ -38,6 +38,8 @@ ACCUMULATORS = 16
 #: Largest private stage of a border block (input columns), and largest unrolled kernel row.
 MAX_SPAN = 1024
 MAX_KW = 32
+#: Blocks offered to the tuner (each costs a build when measured).
+MAX_VARIANTS = 7
 #: x-stationary blocks: at most this many input vectors held in registers.
 XSTAT_VECTORS = 12
 #: ...and at least this many work-items per compute unit left after merging channel blocks.
@@ -156,7 +158,7 @@ def blocks(spec: ConvSpec, device: Device) -> list[Block]:
     for b in cands:
         if b.valid(spec) and b not in out and span(spec, b) <= MAX_SPAN:
             out.append(b)
-    return out
+    return out[:MAX_VARIANTS]
 
 
 def efficiency(spec: ConvSpec, device: Device) -> float:
