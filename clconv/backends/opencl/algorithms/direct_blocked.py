@@ -171,7 +171,8 @@ def efficiency(spec: ConvSpec, device: Device) -> float:
     rows are staged), lanes computed past the end of the row, strides of 3 or more (lanes
     gathered one by one), and float16 (converted lane by lane).
     Measured (ms, direct-blocked vs im2col, same run): stem 7x7s2 0.87 vs 1.42, ResNeXt
-    3x3 g32 0.31 vs 0.76, audio 1->512 k10s5 0.21 vs 0.33, audio 512 k3s2 9.7 vs 14.8;
+    3x3 g32 0.31 vs 0.76, audio 1->512 k10s5 0.21-0.37 vs 0.25-0.33 (memory-bound, even),
+    audio 512 k3s2 9.7 vs 14.8;
     ResNet-50 3x3 at 56/28/14/7 1.1/2.7/1.4/2.2 vs 0.77/1.3/0.80/0.90, 1x1 at 56 0.64 vs 0.48.
     """
     block = choose_block(spec, device)
