@@ -37,11 +37,19 @@
  * recomputes those outputs directly from x and w (as kernels_cl/direct.cl does). NaN/Inf then
  * propagate exactly as in a direct convolution, and an overflow inside the transforms is repaired.
  *
+ * Dilation and padding modes ("atrous via space-to-batch"): a stride-1 convolution with dilation
+ * (DH, DW) splits into DH*DW undilated ones, one per phase (pa, pb): output (pa + DH*i, pb + DW*j)
+ * reads only the padded input rows pa + DH*r and columns pb + DW*c. gather_phases writes these
+ * phase images (their padding included, in any padding mode) into xp in place of pad_input, as a
+ * batch of N*DH*DW images (phase image q = (n*DH + pa)*DW + pb) convolved without padding; the
+ * output transform scatters phase outputs back into the NCHW output (batch-to-space) and drops
+ * those past its end. An undilated call with zero padding is the case DH = DW = 1 with pad_input.
+ *
  * Index arithmetic writes q - (q / d) * d rather than q % d (see im2col.cl: Oclgrind and `freeze`).
  *
  * Macros: CLCONV_DTYPE (common.h), ALPHA (4 or 6), VW (vector width along co: 4, 8 or 16),
  *   NV (vectors per GEMM row), TM (tiles per GEMM block, and the input transform's lanes: 4 or 8),
- *   HAS_BIAS (0/1).
+ *   HAS_BIAS (0/1), PADDING_MODE (common.h: gather_phases and the non-finite fallback).
  */
 #include "common.h"
 
@@ -232,6 +240,54 @@ __kernel void pad_input(
     for (int j = PW + IW; j < XPW; ++j) dst[j] = (GACC)0;
 }
 
+/* ---------------------------------------------------------------- phase gather (space-to-batch)
+ * For dilated convolutions and padding modes other than zeros, in place of pad_input: xp row
+ * (nl*C_in + ci)*XPH + pr holds row r0 + pr of phase image q = n0 + nl, i.e. padded-input row
+ * pa + DH*(r0 + pr) and columns pb + DW*c (c = j - LM), read through the padding mode; zero where
+ * that lies past the padded input (HP x WP: rows and columns that feed only dropped outputs) and
+ * in the LM margin columns. One work-item per xp row; get_global_id(0) = row. */
+__kernel void gather_phases(
+    __global const T* restrict x, const int x_off,
+    __global GACC* restrict xp, const int xp_off,
+    const int C_in, const int IH, const int IW, const int PH, const int PW, const int HP, const int WP,
+    const int DH, const int DW, const int LM,
+    const int n0, const int r0, const int XPH, const int XPW, const int rows)
+{
+    const int row = get_global_id(0);
+    if (row >= rows) return;
+    const int q = row / XPH, pr = row - q * XPH;
+    const int nl = q / C_in, ci = q - nl * C_in;
+    const int P = DH * DW;
+    const int img = n0 + nl;
+    const int n = img / P, ab = img - n * P;
+    const int pa = ab / DW, pb = ab - pa * DW;
+    const int hp = pa + DH * (r0 + pr); /* row of the padded input */
+    __global GACC* dst = xp + xp_off + row * XPW;
+    const int ih = hp < HP ? clconv_pad_index(hp - PH, IH, PADDING_MODE) : -1;
+    if (ih < 0) {
+        for (int j = 0; j < XPW; ++j) dst[j] = (GACC)0;
+        return;
+    }
+    const __global T* src = x + x_off + ((n * C_in + ci) * IH + ih) * IW;
+    for (int j = 0; j < LM; ++j) dst[j] = (GACC)0;
+    dst += LM;
+    const int width = XPW - LM;
+    /* phase columns inside the padded input: pb + DW*c < WP; inside the input: PW <= pb + DW*c < PW + IW */
+    const int ncols = min(width, (WP - pb + DW - 1) / DW);
+    const int lo = min(ncols, max(0, (PW - pb + DW - 1) / DW));
+    const int hi = max(lo, min(ncols, (PW + IW - pb + DW - 1) / DW));
+    for (int c = 0; c < lo; ++c) {
+        const int iw = clconv_pad_index(pb + DW * c - PW, IW, PADDING_MODE);
+        dst[c] = iw < 0 ? (GACC)0 : (GACC)LOAD(src, iw);
+    }
+    for (int c = lo; c < hi; ++c) dst[c] = LOAD(src, pb + DW * c - PW);
+    for (int c = hi; c < ncols; ++c) {
+        const int iw = clconv_pad_index(pb + DW * c - PW, IW, PADDING_MODE);
+        dst[c] = iw < 0 ? (GACC)0 : (GACC)LOAD(src, iw);
+    }
+    for (int c = ncols; c < width; ++c) dst[c] = (GACC)0;
+}
+
 /* ---------------------------------------------------------------- input transform
  * One work-item per (input channel, block of SEG (= TM: 4 or 8) consecutive tiles of the chunk):
  * get_global_id(0) = channel, (1) = tile block tb. The tiles are the lanes of VS vectors. A block
@@ -400,7 +456,9 @@ __kernel void wino_gemm(
 
 /* One work-item per (vector of VW output channels, tile block): get_global_id(0) = channel vector
  * (over all groups' padded channels), get_global_id(1) = tile block tb; it walks the TM tiles of
- * the block (their M rows are CPT apart). */
+ * the block (their M rows are CPT apart). Image n0 + nl of the chunk is phase image q: output
+ * (i, j) of its tiles goes to y[n][co][pa + DH*i][pb + DW*j] (DH = DW = 1: the image itself), and
+ * only where that is inside the OH x OW output (batch-to-space, cropped). */
 __kernel void output_transform(
     __global const GACC* restrict m, const int m_off,
     __global const T* restrict x, const int x_off,
@@ -409,7 +467,8 @@ __kernel void output_transform(
     __global T* restrict y, const int y_off,
     const int C_in, const int C_out, const int cig, const int cog, const int CPg, const int CPT,
     const int IH, const int IW, const int OH, const int OW, const int PH, const int PW,
-    const int n0, const int th0, const int nth, const int TW, const int count)
+    const int n0, const int th0, const int nth, const int TW, const int count,
+    const int DH, const int DW)
 {
     const int cv = get_global_id(0);
     const int tb = get_global_id(1);
@@ -445,11 +504,17 @@ __kernel void output_transform(
 
         const int rr = t / TW, tw = t - rr * TW;
         const int nl = rr / nth;
-        const int n = n0 + nl, th = th0 + rr - nl * nth;
-        const int oh0 = th * MT, ow0 = tw * MT;
-        const int rows = min(MT, OH - oh0), cols = min(MT, OW - ow0);
+        const int img = n0 + nl, th = th0 + rr - nl * nth;
+        const int n = img / (DH * DW), ab = img - n * (DH * DW);
+        const int pa = ab / DW, pb = ab - pa * DW;
+        const int oh0 = th * MT, ow0 = tw * MT; /* in the phase image */
+        /* outputs of this phase: (OH - pa) / DH rows rounded up, likewise columns */
+        const int rows = min(MT, (OH - pa + DH - 1) / DH - oh0);
+        const int cols = min(MT, (OW - pb + DW - 1) / DW - ow0);
+        if (rows <= 0 || cols <= 0) continue; /* a tile past the output's end (a phase's last) */
         const int co0 = g * cog + cl0;
-        __global T* yp = y + y_off + ((n * C_out + co0) * OH + oh0) * OW + ow0;
+        const int rs = DH * OW; /* output row stride of one phase row */
+        __global T* yp = y + y_off + ((n * C_out + co0) * OH + pa + DH * oh0) * OW + pb + DW * ow0;
         const int plane = OH * OW;
 #if HAS_BIAS
 #pragma unroll
@@ -457,11 +522,22 @@ __kernel void output_transform(
 #endif
         if (!direct && lanes == VW && rows == MT && cols == MT) {
             /* the common case: every lane and every output of the tile; each output row of each
-             * channel is one short vector store, built with constant lane indices */
+             * channel is one short vector store (DW = 1) or MT scalars DW apart, built with
+             * constant lane indices */
+            if (DW == 1) {
 #pragma unroll
-            for (int e = 0; e < VW; ++e)
+                for (int e = 0; e < VW; ++e)
 #pragma unroll
-                for (int r = 0; r < MT; ++r) STORE_ROW(yy + r * MT, e, yp + e * plane + r * OW);
+                    for (int r = 0; r < MT; ++r) STORE_ROW(yy + r * MT, e, yp + e * plane + r * rs);
+            } else {
+#pragma unroll
+                for (int e = 0; e < VW; ++e)
+#pragma unroll
+                    for (int r = 0; r < MT; ++r)
+#pragma unroll
+                        for (int c = 0; c < MT; ++c)
+                            STORE(LANE(yy[r * MT + c], e), yp, e * plane + r * rs + c * DW);
+            }
             continue;
         }
         for (int e = 0; e < lanes; ++e) {
@@ -469,7 +545,7 @@ __kernel void output_transform(
             if (!direct) {
                 for (int r = 0; r < rows; ++r)
                     for (int c = 0; c < cols; ++c)
-                        STORE(yy[r * MT + c][e], yp, e * plane + r * OW + c);
+                        STORE(yy[r * MT + c][e], yp, e * plane + r * rs + c * DW);
                 continue;
             }
 #if HAS_BIAS
@@ -478,22 +554,24 @@ __kernel void output_transform(
             const GACC b = (GACC)0;
 #endif
             for (int r = 0; r < rows; ++r) {
+                const int oy = pa + DH * (oh0 + r);
                 for (int c = 0; c < cols; ++c) {
+                    const int ox = pb + DW * (ow0 + c);
                     GACC acc = (GACC)0;
                     for (int ci = 0; ci < cig; ++ci) {
                         const int xc = x_off + (n * C_in + g * cig + ci) * IH * IW;
                         const int wc = w_off + (co * cig + ci) * 9;
                         for (int kh = 0; kh < 3; ++kh) {
-                            const int ih = oh0 + r - PH + kh;
-                            if (ih < 0 || ih >= IH) continue;
+                            const int ih = clconv_pad_index(oy - PH + DH * kh, IH, PADDING_MODE);
+                            if (ih < 0) continue;
                             for (int kw = 0; kw < 3; ++kw) {
-                                const int iw = ow0 + c - PW + kw;
-                                if (iw < 0 || iw >= IW) continue;
+                                const int iw = clconv_pad_index(ox - PW + DW * kw, IW, PADDING_MODE);
+                                if (iw < 0) continue;
                                 acc += LOAD(x, xc + ih * IW + iw) * LOAD(w, wc + kh * 3 + kw);
                             }
                         }
                     }
-                    STORE(acc + b, yp, e * plane + r * OW + c);
+                    STORE(acc + b, yp, e * plane + r * rs + c * DW);
                 }
             }
         }

@@ -249,8 +249,7 @@ def test_deterministic(cl_device, variant):
     [
         ((1, 2, 8, 8), (2, 2, 5, 5), {}, "3x3 kernels only"),
         ((1, 2, 8, 8), (2, 2, 3, 3), {"stride": 2}, "stride 1 only"),
-        ((1, 2, 8, 8), (2, 2, 3, 3), {"dilation": 2}, "dilation 1 only"),
-        ((1, 2, 8, 8), (2, 2, 3, 3), {"padding": 1, "padding_mode": "reflect"}, "zero padding only"),
+        ((1, 2, 8, 8), (2, 2, 3, 3), {"stride": 2, "dilation": 2}, "stride 1 only"),
         ((1, 4, 8, 8), (4, 1, 3, 3), {"groups": 4}, "depthwise"),
         ((1, 2, 8), (2, 2, 3), {}, "2D convolutions only"),
     ],

@@ -1,4 +1,5 @@
-"""winograd: F(2x2,3x3) and F(4x4,3x3) for 2D 3x3 stride-1 convolutions (kernels_cl/winograd.cl).
+"""winograd: F(2x2,3x3) and F(4x4,3x3) for 2D 3x3 stride-1 convolutions, any dilation and padding
+mode (kernels_cl/winograd.cl).
 
 Kernels: ``filter_transform`` (U = G g G^T, once per weight, cached in the kernel object), and per
 chunk of tiles ``pad_input`` (a zero-padded copy of the chunk's input rows), ``input_transform``
@@ -6,6 +7,19 @@ chunk of tiles ``pad_input`` (a zero-padded copy of the chunk's input rows), ``i
 of the 16 or 36 transform positions, M = V @ U, register-blocked) and ``output_transform``
 (Y = A^T M A plus bias, straight into the NCHW output; tiles with a NaN or Inf are recomputed
 directly there, so NaN/Inf propagate as in a direct convolution). Layouts: the kernel file.
+
+Dilation and padding modes (the "atrous via space-to-batch" trick): a stride-1 convolution with
+dilation (dh, dw) splits exactly into dh*dw undilated ones, one per phase (a, b) of the output
+rows and columns mod (dh, dw), each reading only the padded-input rows and columns of its phase.
+Such a spec runs as its :func:`phase_spec`: a batch of N*dh*dw phase images, each
+ceil(Hp/dh) x ceil(Wp/dw) of the padded input (Hp x Wp), convolved without padding. The
+``gather_phases`` kernel writes them straight into the workspace in place of ``pad_input`` (the
+padding values included, in any padding mode; no extra buffer or pass), and the output transform
+writes each phase's outputs DH rows and DW columns apart into the NCHW output, cropped to it
+(batch-to-space). Zero-padded undilated specs keep ``pad_input``; other padding modes go through
+the gather with dh = dw = 1. Plan, chunks, variants and cost are those of the phase spec, so the
+wasted tiles of tiny phase images (DeepLab's dilation 12 on 33x33: 5x5 phases, 3x3 outputs) and
+the zero margins of their workspace rows are counted.
 
 Chunks are whole images, or tile rows of one image, kept under :data:`CHUNK_BYTES` (so that V and
 M stay in cache from one kernel to the next; 2-8 MiB measured alike, 64 MiB 20-40% slower on the
@@ -321,6 +335,33 @@ def make_plan(spec: ConvSpec, device: Device, mt: int, tile: Tiling | None = Non
     return Plan(mt, th, tw, tile, cpg, spec.in_per_group, spec.groups, c_in, spec.batch, item, nimg, nth)
 
 
+_MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+
+def gathers(spec: ConvSpec) -> bool:
+    """Whether a spec runs through phase images (``gather_phases``): dilated, or padded in a mode
+    other than zeros. The rest use ``pad_input`` directly."""
+    return any(d != 1 for d in spec.dilation) or spec.padding_mode != "zeros"
+
+
+def phase_spec(spec: ConvSpec) -> ConvSpec:
+    """The undilated, unpadded convolution that a 2D stride-1 spec runs as: N*dh*dw phase images
+    of ceil(Hp/dh) x ceil(Wp/dw) (Hp, Wp: the padded input), phase (a, b) of image n at batch
+    index (n*dh + a)*dw + b; output (i, j) of phase (a, b) is output (a + dh*i, b + dw*j), dropped
+    past the real output's end. A spec that :func:`gathers` nothing is its own phase spec."""
+    if not gathers(spec):
+        return spec
+    dh, dw = spec.dilation
+    hp = spec.in_size[0] + spec.pad_before[0] + spec.pad_after[0]
+    wp = spec.in_size[1] + spec.pad_before[1] + spec.pad_after[1]
+    return ConvSpec(
+        op="conv", batch=spec.batch * dh * dw, in_channels=spec.in_channels,
+        out_channels=spec.out_channels, in_size=(-(-hp // dh), -(-wp // dw)), kernel=spec.kernel,
+        stride=(1, 1), dilation=(1, 1), pad_before=(0, 0), pad_after=(0, 0), groups=spec.groups,
+        dtype=spec.dtype, bias=spec.bias,
+    )
+
+
 # ------------------------------------------------------------------ caches
 
 
@@ -418,7 +459,8 @@ class WinogradKernel(OpenCLKernel):
                  params: dict[str, Any] | None = None):
         super().__init__(spec, device, algorithm)
         tile, group = from_params(params) if params else (None, default_group(device))
-        self.plan = make_plan(spec, device, algorithm.mt, tile)
+        self.phases = phase_spec(spec)
+        self.plan = make_plan(self.phases, device, algorithm.mt, tile)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
         self.filter_cache = FilterCache()
@@ -440,6 +482,7 @@ class WinogradKernel(OpenCLKernel):
             {
                 "ALPHA": self.plan.alpha,
                 "HAS_BIAS": int(has_bias),
+                "PADDING_MODE": _MODE[self.spec.padding_mode],
                 **self.plan.tile.defines(),
             },
         )
@@ -538,15 +581,26 @@ class WinogradKernel(OpenCLKernel):
         v_off = p.xp_elems()
         m_off = v_off + p.v_elems()
         xpw = p.xpw
+        dh, dw = s.dilation
+        gather = gathers(s)
+        hp, wp = ih + ph + s.pad_after[0], iw + pw + s.pad_after[1]
         with self.algorithm.pool.hold(queue, p.workspace_bytes()) as ws:
             for c in p.chunks():
                 xph = p.xph(c.nth)
                 rows = c.nimg * s.in_channels * xph
-                runtime.launch(
-                    queue, prog, "pad_input", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
-                    x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
-                    i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
-                )
+                if gather:  # phase images (space-to-batch), padding values included
+                    runtime.launch(
+                        queue, prog, "gather_phases", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
+                        x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
+                        i32(pw), i32(hp), i32(wp), i32(dh), i32(dw), i32(p.margin), i32(c.n0),
+                        i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
+                    )
+                else:
+                    runtime.launch(
+                        queue, prog, "pad_input", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
+                        x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
+                        i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
+                    )
                 count = c.rows * p.tw
                 tcp = p.tcp(c.rows)
                 ntb = tcp // tile.tm
@@ -572,6 +626,7 @@ class WinogradKernel(OpenCLKernel):
                     i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
                     i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
                     i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
+                    i32(dh), i32(dw),
                 )
 
 
@@ -588,9 +643,9 @@ class _Winograd(OpenCLAlgorithm):
 
     def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
         """V + M of one chunk, plus one transformed weight U (kept across calls)."""
-        if spec.batch == 0 or spec.ndim != 2:
+        if spec.batch == 0 or spec.ndim != 2 or spec.transposed:
             return 0
-        p = make_plan(spec, device, self.mt)
+        p = make_plan(phase_spec(spec), device, self.mt)
         return p.workspace_bytes() + p.u_bytes()
 
     def supports(self, spec: ConvSpec, device: Device) -> Support:
@@ -601,15 +656,14 @@ class _Winograd(OpenCLAlgorithm):
             (spec.transposed, "transposed convolution: Winograd here computes conv only"),
             (spec.ndim != 2, f"2D convolutions only (this is {spec.ndim}D)"),
             (spec.kernel != (3, 3), f"3x3 kernels only (this is {'x'.join(map(str, spec.kernel))})"),
-            (spec.stride != (1, 1), f"stride 1 only (this is {'x'.join(map(str, spec.stride))})"),
-            (spec.dilation != (1, 1), f"dilation 1 only (this is {'x'.join(map(str, spec.dilation))})"),
-            (spec.padding_mode != "zeros",
-             f"padding_mode={spec.padding_mode!r}: zero padding only"),
+            (spec.stride != (1, 1), f"stride 1 only (this is {'x'.join(map(str, spec.stride))}; "
+             "strided phases are not done)"),
             (spec.is_depthwise, "depthwise (one input channel per group): no reduction for the GEMM"),
         )
         if not checks:
             return checks
-        p = make_plan(spec, device, self.mt)
+        # dilation and padding modes run as phase images (phase_spec): checked at that size
+        p = make_plan(phase_spec(spec), device, self.mt)
         max_alloc = getattr(device, "max_alloc_bytes", 0)
         return first_failure(
             (max(p.v_elems() + p.m_elems(), p.u_bytes() // p.item) > INT32_MAX,
@@ -623,7 +677,7 @@ class _Winograd(OpenCLAlgorithm):
         """GEMM blocks and work-groups worth measuring (:func:`blocks`), the default first."""
         if spec.ndim != 2 or spec.transposed:
             return [{}]
-        return [tile_params(t, g) for t, g in blocks(spec, device, self.mt)]
+        return [tile_params(t, g) for t, g in blocks(phase_spec(spec), device, self.mt)]
 
     def describe_params(self, params: dict[str, Any]) -> str:
         t, g = from_params(params)
@@ -638,20 +692,28 @@ class _Winograd(OpenCLAlgorithm):
         """Winograd FLOPs: the GEMMs (A2 positions x padded C_out x C_in/groups x padded tiles x 2)
         plus the transforms; bytes: input, output, the transformed weight (read every call) and
         the padded input, V and M written once (each chunk's are read back from cache); four
-        launches per chunk plus the host transfers; the GEMM's efficiency for its shape."""
+        launches per chunk plus the host transfers; the GEMM's efficiency for its shape.
+
+        A dilated spec (or one padded in another mode) is costed as its :func:`phase_spec`: the
+        tiles of every phase image, whole tiles even where a tiny phase has fewer outputs (3x3
+        outputs cost one 4x4 tile of F(4x4) or four 2x2 tiles of F(2x2)), and every phase row's
+        zero margins in the workspace. Columns dw apart make the gather read each input cache
+        line and the scatter write each output line once per column phase: dw times the bytes."""
         if spec.ndim != 2 or spec.batch == 0 or spec.transposed:
             return super().cost(spec, device)
-        p = make_plan(spec, device, self.mt)
+        ps = phase_spec(spec)
+        p = make_plan(ps, device, self.mt)
         a2, alpha, mt = p.a2, p.alpha, self.mt
         tiles = round_up(p.tiles, p.tile.tm)
         gemm = 2.0 * a2 * p.cpt * p.cig * tiles
         # B^T d B: 2*alpha 1-D transforms of ~2*alpha FLOPs per tile and input channel;
         # A^T M A: (alpha + mt) 1-D transforms of ~2*alpha FLOPs per tile and output channel
         transforms = tiles * (4.0 * alpha * alpha * spec.in_channels + 2.0 * (alpha + mt) * alpha * p.cpt)
-        xp = spec.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
+        xp = ps.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
         staged = (xp + a2 * tiles * (spec.in_channels + p.cpt)) * p.item
         # the kernels read U, not the weight (a cached weight is not even uploaded)
-        bytes_ = spec.nbytes("input") + spec.nbytes("output") + p.u_bytes() + staged
+        strided = spec.dilation[1]
+        bytes_ = strided * (spec.nbytes("input") + spec.nbytes("output")) + p.u_bytes() + staged
         # vectors run along the output channels, blocks of TM rows along the tiles
         eff = gemm_efficiency(tiles, p.cpg, p.cig, self.gemm_base)
         if spec.groups > 1:
@@ -662,10 +724,12 @@ class _Winograd(OpenCLAlgorithm):
 class WinogradF2(_Winograd):
     id = "winograd-f2x2-3x3"
     mt = 2
-    description = "Winograd F(2x2,3x3): 3x3 stride-1 2D conv, 16 batched GEMMs, cached filter transform"
+    description = ("Winograd F(2x2,3x3): 3x3 stride-1 2D conv (dilated: phase images), 16 batched GEMMs, "
+                   "cached filter transform")
 
 
 class WinogradF4(_Winograd):
     id = "winograd-f4x4-3x3"
     mt = 4
-    description = "Winograd F(4x4,3x3): 3x3 stride-1 2D conv, 36 batched GEMMs, cached filter transform"
+    description = ("Winograd F(4x4,3x3): 3x3 stride-1 2D conv (dilated: phase images), 36 batched GEMMs, "
+                   "cached filter transform")
