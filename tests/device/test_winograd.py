@@ -1,5 +1,5 @@
 """The OpenCL Winograd algorithms beyond the shared grid: tile edges, padding, batches, channel
-counts off the GEMM blocks, chunking, the filter-transform cache, NaN/Inf, determinism, and the
+counts off the GEMM blocks, dilation and padding modes (phase images), chunking, the filter-transform cache, NaN/Inf, determinism, and the
 measured error of F(2x2,3x3) and F(4x4,3x3) on ResNet-like data."""
 
 from __future__ import annotations
@@ -92,6 +92,94 @@ def test_many_channels_off_the_blocks(cl_device, variant, dtype):
 @pytest.mark.parametrize("groups", [2, 3])
 def test_groups(cl_device, variant, groups):
     _check(variant, _spec((2, 6 * groups, 7, 8), (5 * groups, 6, 3, 3), groups=groups, padding=1), cl_device)
+
+
+# ------------------------------------------------------------------ dilation: phase images
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "xs,ws,params,bias",
+    [
+        # even sizes, dilation 2: four 8x8 phases
+        ((1, 4, 12, 12), (5, 4, 3, 3), {"padding": 2, "dilation": 2}, True),
+        # odd sizes, dilation 3, no bias: phases of unequal output counts (cropped)
+        ((2, 3, 13, 11), (4, 3, 3, 3), {"padding": 3, "dilation": 3}, False),
+        # dilation 6, asymmetric padding (one side none)
+        ((1, 3, 17, 14), (4, 3, 3, 3), {"padding": ((6, 2), (0, 6)), "dilation": 6}, True),
+        # DeepLab's dilation 12 on 33x33: 5x5 phases with 3x3 outputs (F(4x4) tiles mostly wasted)
+        ((1, 5, 33, 33), (6, 5, 3, 3), {"padding": 12, "dilation": 12}, True),
+        # 'same' with dilation 2 on an odd size
+        ((1, 3, 10, 9), (3, 3, 3, 3), {"padding": "same", "dilation": 2}, True),
+        # anisotropic dilation, valid along one axis
+        ((2, 2, 13, 11), (3, 2, 3, 3), {"padding": (0, 3), "dilation": (2, 3)}, True),
+        ((1, 2, 9, 16), (3, 2, 3, 3), {"padding": (1, 2), "dilation": (1, 2)}, False),
+        # groups and batch > 1
+        ((3, 6, 11, 12), (4, 3, 3, 3), {"padding": 2, "dilation": 2, "groups": 2}, True),
+        # output of one row: one phase has no output at all
+        ((1, 2, 5, 9), (2, 2, 3, 3), {"padding": ((0, 0), (2, 2)), "dilation": 2}, True),
+    ],
+    ids=["d2-even", "d3-odd-nobias", "d6-asym", "d12-33", "d2-same", "aniso-23", "aniso-12",
+         "d2-groups-batch3", "d2-one-row"],
+)
+def test_dilated(cl_device, variant, dtype, xs, ws, params, bias):
+    spec = _spec(xs, ws, dtype, bias=bias, **params)
+    assert winograd.gathers(spec)
+    _check(variant, spec, cl_device)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("dilation", [1, 2, 3], ids=lambda d: f"d{d}")
+def test_padding_modes(cl_device, variant, mode, dilation):
+    """The gather writes the padding values, so every mode works, dilated or not (asymmetric,
+    up to the size limits of reflect and circular)."""
+    pads = ((2 * dilation, dilation), (0, 3 * dilation)) if mode != "reflect" else ((dilation, 2), (3, dilation))
+    spec = _spec((2, 3, 3 * dilation + 4, 3 * dilation + 5), (4, 3, 3, 3), padding=pads, dilation=dilation,
+                 padding_mode=mode)
+    _check(variant, spec, cl_device)
+
+
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("chunk", ["images", "rows"])
+def test_dilated_chunks(cl_device, variant, dtype, chunk, monkeypatch):
+    """Chunks of phase images (straddling the phases of one image) and of tile rows of one phase
+    image, with reflect padding (the non-finite fallback and the gather read through the mode)."""
+    spec = _spec((3, 4, 19, 17), (5, 4, 3, 3), dtype, padding=((3, 1), (2, 2)), dilation=(3, 2),
+                 padding_mode="reflect")
+    phases = winograd.phase_spec(spec)
+    assert phases.batch == 3 * 6 and phases.padding == ((0, 0), (0, 0))
+    whole = winograd.make_plan(phases, cl_device, VARIANTS[variant].mt)
+    one = whole.workspace_bytes() // whole.nimg
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1 if chunk == "rows" else 4 * one + one // 2)
+    plan = winograd.make_plan(phases, cl_device, VARIANTS[variant].mt)
+    if chunk == "rows":
+        assert plan.nimg == 1 and plan.nth < plan.th
+    else:
+        assert plan.nth == plan.th and 1 < plan.nimg < phases.batch and plan.nimg % 6
+    _check(variant, spec, cl_device)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dilated_nan_and_inf_propagate(cl_device, variant):
+    """The direct fallback of the output transform reads with the dilation and the padding mode."""
+    spec = _spec((2, 4, 14, 13), (5, 4, 3, 3), padding=(4, 2), dilation=(4, 2), padding_mode="circular")
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec, seed=4)
+    x[0, 1, 0, 5] = np.nan  # read through the circular padding too
+    x[1, 3, 7, 12] = np.inf
+    y = kernel(x, w, b)
+    check_result(spec, "winograd", x, w, b, y)
+    assert np.isnan(y).any() and np.isinf(y).any()
+
+
+def test_phase_spec():
+    spec = _spec((2, 8, 33, 33), (16, 8, 3, 3), padding=12, dilation=12, padding_mode="replicate")
+    p = winograd.phase_spec(spec)
+    assert (p.batch, p.in_size, p.out_size, p.dilation, p.padding_mode) == (288, (5, 5), (3, 3), (1, 1), "zeros")
+    assert (p.in_channels, p.out_channels, p.groups, p.bias) == (8, 16, 1, spec.bias)
+    plain = _spec((2, 8, 9, 9), (16, 8, 3, 3), padding=1)
+    assert winograd.phase_spec(plain) is plain and not winograd.gathers(plain)
 
 
 # ------------------------------------------------------------------ chunking
@@ -266,6 +354,27 @@ def test_declines_transposed(cl_device):
     assert "transposed" in winograd.WinogradF4().supports(spec, cl_device).reason
 
 
+def test_cost_sees_the_wasted_tiles_of_tiny_phases(cl_device):
+    """DeepLab's 3x3 layers: dilation 2 costs about what the undilated layer does; dilation 12
+    (5x5 phases, 3x3 outputs each) counts whole tiles (F(4x4): 16 outputs computed per 9, F(2x2):
+    16 per 9 in four tiles), the zero margins of 144 phase images' rows and strided gather/scatter
+    bytes, so both cost well above dilation 2, and F(2x2) more than F(4x4) in FLOPs."""
+    from clconv import costmodel
+
+    def spec(d):
+        return _spec((1, 256, 33, 33), (256, 256, 3, 3), padding=d, dilation=d)
+
+    for cls in VARIANTS.values():
+        alg = cls()
+        c1, c2, c12 = (alg.cost(spec(d), cl_device) for d in (1, 2, 12))
+        assert c1.flops <= c2.flops < c12.flops and c2.bytes < c12.bytes
+        assert costmodel.predict(spec(12), cl_device, alg) > 1.5 * costmodel.predict(spec(2), cl_device, alg)
+    f2, f4 = (cls().cost(spec(12), cl_device) for cls in VARIANTS.values())
+    assert f2.flops > f4.flops
+    # GEMM FLOPs of the phase tiles: 144 phases x 4 (F2) or 1 (F4) tiles, padded to the GEMM block
+    assert f4.flops >= 36 * 256 * 256 * 144 * 2
+
+
 def test_cost_counts_the_winograd_work(cl_device):
     spec = _spec((1, 256, 14, 14), (256, 256, 3, 3), bias=False, padding=1)
     f2 = winograd.WinogradF2().cost(spec, cl_device)
@@ -329,8 +438,9 @@ class _PoisonedCL:
         ((3, 6, 7, 5), (10, 3, 3, 3), {"groups": 2, "padding": ((0, 2), (1, 0))}),
         ((1, 5, 13, 21), (19, 5, 3, 3), {"padding": 1}),
         ((1, 64, 14, 14), (37, 64, 3, 3), {"padding": 1}),
+        ((2, 3, 11, 10), (4, 3, 3, 3), {"padding": ((3, 1), (2, 2)), "dilation": (3, 2), "padding_mode": "reflect"}),
     ],
-    ids=["basic", "groups-asym", "odd", "channels"],
+    ids=["basic", "groups-asym", "odd", "channels", "dilated-reflect"],
 )
 @pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunked"])
 def test_reads_only_what_it_writes(cl_device, variant, dtype, xs, ws, params, chunked, monkeypatch):
