@@ -474,3 +474,17 @@ def test_every_block_shape(cl_device, variant, dtype, tile, monkeypatch):
     """The blocks other devices get, checked here: the macros compile and compute right."""
     monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: tile)
     _check(variant, _spec((2, 9, 11, 7), (21, 9, 3, 3), dtype, padding=(1, 2)), cl_device)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_tunable_variant_of_a_dilated_spec(cl_device, variant):
+    """variants() of a dilated spec are those of its phase spec, and each computes right."""
+    spec = _spec((1, 8, 13, 12), (40, 8, 3, 3), padding=2, dilation=2)
+    alg = VARIANTS[variant]()
+    variants = alg.variants(spec, cl_device)
+    assert variants == alg.variants(winograd.phase_spec(spec), cl_device) and len(variants) > 1
+    x, w, b = _arrays(spec)
+    for v in variants:
+        kernel = alg.prepare_with(spec, cl_device, v)
+        assert kernel.params == v
+        check_result(spec, "winograd", x, w, b, kernel(x, w, b))
