@@ -23,27 +23,37 @@ _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 class DirectKernel(OpenCLKernel):
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        key = (queue.context.int_ptr, b is not None)
+        memo = self.__dict__.setdefault("_launch", {})
+        fixed = memo.get(key)
+        if fixed is None:  # everything but the buffers, once per (context, bias)
+            fixed = memo[key] = self._launch_setup(queue.context, b is not None)
+        prog, gsize, tail = fixed
+        args = [*self.buf(x), *self.buf(w)]
+        args += [*self.buf(b)] if b is not None else [None, np.int32(0)]
+        args += [*self.buf(y), *tail]
+        runtime.launch(queue, prog, "conv_direct", gsize, (DEFAULT_LOCAL,), *args)
+
+    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, tuple[int], list[Any]]:
         s = self.spec
         prog = self.program(
-            queue.context,
+            ctx,
             "direct.cl",
             {
                 "PADDING_MODE": _MODE[s.padding_mode],
                 "TRANSPOSED": int(s.transposed),
-                "HAS_BIAS": int(b is not None),
+                "HAS_BIAS": int(has_bias),
             },
         )
         total = int(np.prod(s.output_shape))
         i32 = np.int32
-        args = [*self.buf(x), *self.buf(w)]
-        args += [*self.buf(b)] if b is not None else [None, i32(0)]
-        args += [*self.buf(y), i32(total), i32(s.in_channels), i32(s.out_channels), i32(s.groups)]
+        tail = [i32(total), i32(s.in_channels), i32(s.out_channels), i32(s.groups)]
         for t, fill in (
             (s.in_size, 1), (s.out_size, 1), (s.kernel, 1),
             (s.stride, 1), (s.dilation, 1), (s.pad_before, 0),
         ):
-            args += [i32(v) for v in spatial3(t, fill)]
-        runtime.launch(queue, prog, "conv_direct", (round_up(total, DEFAULT_LOCAL),), (DEFAULT_LOCAL,), *args)
+            tail += [i32(v) for v in spatial3(t, fill)]
+        return prog, (round_up(total, DEFAULT_LOCAL),), tail
 
 
 class Direct(OpenCLAlgorithm):
