@@ -77,6 +77,10 @@ TABLE = [
     ("two-core-cpu", "resnext.3x3-g32-56", "float32", "opencl/direct-blocked"),
     ("two-core-cpu", "audio.1d-1to512-k10s5", "float32", "opencl/direct-blocked"),
     ("two-core-cpu", "resnet50.1x1-56-reduce", "float32", "opencl/im2col"),
+    ("two-core-cpu", "fcn.t4x4s2-21", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "fcn.t16x16s8-21", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "dcgan.t4x4s2-8", "float32", "opencl/im2col"),
+    ("two-core-cpu", "dcgan.t4x4s2-4", "float32", "opencl/im2col"),
 ]
 
 
