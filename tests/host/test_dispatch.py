@@ -81,6 +81,8 @@ TABLE = [
     ("two-core-cpu", "fcn.t16x16s8-21", "float32", "opencl/direct-blocked"),
     ("two-core-cpu", "dcgan.t4x4s2-8", "float32", "opencl/im2col"),
     ("two-core-cpu", "dcgan.t4x4s2-4", "float32", "opencl/im2col"),
+    ("two-core-cpu", "dcgan.t4x4s2-16", "float32", "opencl/direct-blocked"),
+    ("two-core-cpu", "dcgan.t4x4s2-32-thin", "float32", "opencl/direct-blocked"),
 ]
 
 

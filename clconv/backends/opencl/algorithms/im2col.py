@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ....costmodel import Cost, gemm_efficiency, io_bytes
+from ....costmodel import Cost, gemm_efficiency, io_bytes, profile
 from ....backend import Device, Kernel, Support, first_failure
 from ....errors import ConvValueError
 from ....spec import ConvSpec
@@ -699,6 +699,16 @@ class Im2col(OpenCLAlgorithm):
         eff = gemm_efficiency(m, n, kk, self.gemm_base)
         if spec.groups > 1:  # per-group GEMMs are smaller and less regular
             eff *= 0.5
+        if spec.transposed:
+            # The GEMM and col2im's gather run one after the other, not overlapped (a single
+            # roofline predicted 1.7-3.3x too little on DCGAN/FCN layers, PoCL, Zen 5): the
+            # columns' traffic (written, then gathered with poor locality: ~3 passes) is added
+            # to the GEMM's time, folded into the efficiency.
+            prof = profile(device)
+            peak = prof.peak_gflops * 1e9
+            gemm_s = spec.flops / max(peak * eff, 1.0)
+            cols_s = 3 * cols / max(prof.bandwidth_gbs * 1e9, 1.0)
+            eff = spec.flops / max(peak * (gemm_s + cols_s), 1.0)
         return Cost(spec.flops, io_bytes(spec) + 2 * cols, launches + self.host_launches(device), eff)
 
     def variants(self, spec: ConvSpec, device: Device) -> list[dict[str, Any]]:
