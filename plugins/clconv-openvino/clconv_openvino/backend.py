@@ -259,13 +259,19 @@ def efficiency(spec: ConvSpec, device: Device) -> float:
     plugins were not measured here; they are assumed to reach half as much.
     """
     if spec.is_depthwise:
-        return 0.08
+        # refit 2026-11-25 (regret run, calibrated peak ~430 GFLOP/s): MobileNetV2's depthwise
+        # layers at batch 8 ran at 4-6 GFLOP/s, 0.007-0.013 of it (0.08 was far too high)
+        return 0.01
     k = math.prod(spec.kernel)
     if spec.transposed:
         m, n, kk = spec.out_per_group * k, spec.batch * math.prod(spec.in_size), spec.in_per_group
     else:
         m, n, kk = spec.out_per_group, spec.batch * spatial(spec), spec.in_per_group * k
     eff = gemm_efficiency(m, n, kk, 0.9 if spec.batch > 1 or spec.ndim == 3 else 0.6)
+    if spec.transposed:
+        # ConvolutionBackpropData measured 46-78 GFLOP/s on DCGAN's 4x4/2 layers (0.11-0.18 of
+        # peak) and 12 GFLOP/s with 3 output channels: a fifth of the GEMM curve, less when thin
+        eff *= 0.2 * min(1.0, spec.out_per_group / 16)
     if device.kind != "cpu":
         eff *= 0.5
     return max(eff, 0.005)
