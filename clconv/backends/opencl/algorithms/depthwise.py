@@ -158,20 +158,9 @@ class DepthwiseKernel(OpenCLKernel):
     tile: Tile
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
-        # Everything but the buffers is fixed per (context, bias): worked out once (~15 us of
-        # Python a call, a quarter of a small layer's time).
-        key = (queue.context.int_ptr, b is not None)
-        memo = self.__dict__.setdefault("_launch", {})
-        fixed = memo.get(key)
-        if fixed is None:
-            fixed = memo[key] = self._launch_setup(queue.context, b is not None)
-        prog, gsize, local, tail = fixed
-        args = [*self.buf(x), *self.buf(w)]
-        args += [*self.buf(b)] if b is not None else [None, np.int32(0)]
-        args += [*self.buf(y), *tail]
-        runtime.launch(queue, prog, "conv_depthwise", gsize, local, *args)
+        self.launch_buffers(queue, x, w, b, y)
 
-    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, tuple[int, ...], tuple[int, ...], list[Any]]:
+    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, str, tuple[int, ...], tuple[int, ...], list[Any]]:
         s = self.spec
         t = self.tile
         kd, kh, kw = spatial3(s.kernel, 1)
@@ -206,7 +195,7 @@ class DepthwiseKernel(OpenCLKernel):
             gsize = (round_up(total0, lx), round_up(planes, ly), 1)
         else:
             gsize = (round_up(-(-ow // t.vw), lx), round_up(od * hb, ly), round_up(planes, lz))
-        return prog, gsize, tuple(t.local), tail
+        return prog, "conv_depthwise", gsize, tuple(t.local), tail
 
 
 class Depthwise(OpenCLAlgorithm):

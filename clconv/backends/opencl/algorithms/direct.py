@@ -23,18 +23,9 @@ _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 class DirectKernel(OpenCLKernel):
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
-        key = (queue.context.int_ptr, b is not None)
-        memo = self.__dict__.setdefault("_launch", {})
-        fixed = memo.get(key)
-        if fixed is None:  # everything but the buffers, once per (context, bias)
-            fixed = memo[key] = self._launch_setup(queue.context, b is not None)
-        prog, gsize, tail = fixed
-        args = [*self.buf(x), *self.buf(w)]
-        args += [*self.buf(b)] if b is not None else [None, np.int32(0)]
-        args += [*self.buf(y), *tail]
-        runtime.launch(queue, prog, "conv_direct", gsize, (DEFAULT_LOCAL,), *args)
+        self.launch_buffers(queue, x, w, b, y)
 
-    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, tuple[int], list[Any]]:
+    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, str, tuple[int], tuple[int], list[Any]]:
         s = self.spec
         prog = self.program(
             ctx,
@@ -53,7 +44,7 @@ class DirectKernel(OpenCLKernel):
             (s.stride, 1), (s.dilation, 1), (s.pad_before, 0),
         ):
             tail += [i32(v) for v in spatial3(t, fill)]
-        return prog, (round_up(total, DEFAULT_LOCAL),), tail
+        return prog, "conv_direct", (round_up(total, DEFAULT_LOCAL),), (DEFAULT_LOCAL,), tail
 
 
 class Direct(OpenCLAlgorithm):

@@ -300,18 +300,7 @@ class DirectBlockedKernel(OpenCLKernel):
     block: Block
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
-        # Everything but the buffers is fixed per (context, bias): worked out once (~15 us of
-        # Python a call, a quarter of a small layer's time).
-        key = (queue.context.int_ptr, b is not None)
-        memo = self.__dict__.setdefault("_launch", {})
-        fixed = memo.get(key)
-        if fixed is None:
-            fixed = memo[key] = self._launch_setup(queue.context, b is not None)
-        prog, name, gsize, local, tail = fixed
-        args = [*self.buf(x), *self.buf(w)]
-        args += [*self.buf(b)] if b is not None else [None, np.int32(0)]
-        args += [*self.buf(y), *tail]
-        runtime.launch(queue, prog, name, gsize, local, *args)
+        self.launch_buffers(queue, x, w, b, y)
 
     def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, str, tuple[int, ...], tuple[int, ...], list[Any]]:
         s = self.spec
