@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from clconv.backends.numpy.ops import reference
+from clconv.backends.opencl import weightcache
 from clconv.backends.opencl.algorithms import winograd
 from clconv.conformance.runner import check_result
 from clconv.conformance.tolerances import tolerance
@@ -250,7 +251,7 @@ def test_filter_cache_reuses_and_recomputes(cl_device, variant):
 
 
 def test_filter_cache_is_bounded(cl_device, monkeypatch):
-    monkeypatch.setattr(winograd, "FILTER_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(weightcache, "FILTER_CACHE_ENTRIES", 2)
     spec = _spec((1, 4, 6, 6), (4, 4, 3, 3), bias=False, padding=1)
     kernel = _kernel("f2", spec, cl_device)
     x, _, _ = _arrays(spec)

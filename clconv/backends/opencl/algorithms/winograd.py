@@ -27,19 +27,11 @@ M stay in cache from one kernel to the next; 2-8 MiB measured alike, 64 MiB 20-4
 reused by every kernel of the algorithm (:class:`WorkspacePool`). The reduction order is fixed:
 the same bits run after run.
 
-Filter cache (per kernel object, :class:`FilterCache`, at most :data:`FILTER_CACHE_ENTRIES`
-weights and :data:`FILTER_CACHE_BYTES`, least recently used out): the transformed weight U, the
-device copy of the weight that the output transform's non-finite fallback reads, and for NumPy
-weights a host copy of the weight.
-
-- NumPy weight: found by content, comparing it byte for byte (memcmp) with the host copy kept in
-  each entry of the context, most recently used first; a different weight differs within its
-  first bytes, so only the matching entry costs a full comparison. That is exact (no collision)
-  and cheap: ~0.17 ms for a 512x512x3x3 float32 weight, where a blake2b hash of its bytes costs
-  ~7 ms here, more than the whole convolution. A hit uploads nothing.
-- pyopencl weight: looked up by buffer handle and offset (the entry keeps a reference to the
-  array, so the handle cannot be reused by another buffer). **In-place changes to a device weight
-  are not detected**: call :meth:`WinogradKernel.clear_filter_cache` after changing one.
+Filter cache: the transformed weight U and the device copy of the weight that the output
+transform's non-finite fallback reads are cached per kernel object and weight, NumPy weights
+found by content, device weights by buffer (:mod:`..weightcache`; **in-place changes to a
+device weight are not detected**: call :meth:`WinogradKernel.clear_filter_cache` after
+changing one).
 
 Counters on the kernel object: ``filter_transforms`` (U computed) and ``filter_cache_hits``.
 
@@ -58,8 +50,6 @@ variant there, and the cost model says so.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,11 +58,12 @@ import numpy as np
 
 from ....backend import Device, Kernel, Support, first_failure
 from ....costmodel import Cost, gemm_efficiency
-from ....errors import ConvValueError, UnsupportedError
-from ....spec import ConvSpec, is_device_array
+from ....errors import ConvValueError
+from ....spec import ConvSpec
 from .. import runtime
 from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, WorkspacePool
 from ..runtime import cl, cl_array
+from ..weightcache import CachedWeightKernel, FilterEntry
 
 #: Upper bound on the workspace (padded input, V and M of one chunk) in bytes (module-level so
 #: tests can shrink it and force chunking).
@@ -80,12 +71,6 @@ WORKSPACE_BUDGET = 64 * 2**20
 
 #: Chunks are kept about this small so that V and M stay in cache between the kernels.
 CHUNK_BYTES = 4 * 2**20
-
-#: At most this many transformed weights per kernel object, and at most this many bytes of them
-#: (least recently used first out). A network reuses one spec for several layers (ResNet-50 has
-#: six 256x256x3x3 layers at 14x14), so one entry would thrash.
-FILTER_CACHE_ENTRIES = 8
-FILTER_CACHE_BYTES = 512 * 2**20
 
 #: Local sizes: filter transform and padded copy (1-D), input transform (channels, tile blocks),
 #: output transform (channel vectors, tile blocks), GEMM (tile blocks per work-group, at most).
@@ -362,95 +347,8 @@ def phase_spec(spec: ConvSpec) -> ConvSpec:
     )
 
 
-# ------------------------------------------------------------------ caches
-
-
-@dataclass
-class FilterEntry:
-    """A transformed weight: U, the device weight it came from, and what proves it current."""
-
-    u: Any  # cl.Buffer
-    w_dev: Any  # pyopencl array: the weight on the device (read by the non-finite fallback)
-    host: np.ndarray | None  # NumPy weights: the bytes U was computed from
-    queue: Any  # the queue that computed U
-    event: Any  # the last event of that computation
-    nbytes: int
-
-
-class FilterCache:
-    """Transformed weights of one kernel object, least recently used first out.
-
-    Device weights are keyed by (context, buffer handle, offset). NumPy weights are found by
-    content: each entry of the context is compared with the weight byte for byte, most recently
-    used first (:func:`same_bytes`: a different weight differs within its first bytes, so only
-    the matching entry costs a full comparison).
-    """
-
-    def __init__(self) -> None:
-        self.entries: OrderedDict[tuple[Any, ...], FilterEntry] = OrderedDict()
-        self._serial = 0
-
-    def find_device(self, key: tuple[Any, ...]) -> FilterEntry | None:
-        entry = self.entries.get(key)
-        if entry is not None:
-            self.entries.move_to_end(key)
-        return entry
-
-    def find_host(self, ctx_ptr: int, host: np.ndarray) -> FilterEntry | None:
-        for key in reversed(self.entries):
-            entry = self.entries[key]
-            if key[:2] == ("host", ctx_ptr) and entry.host is not None and same_bytes(entry.host, host):
-                self.entries.move_to_end(key)
-                return entry
-        return None
-
-    def add(self, key: tuple[Any, ...] | None, ctx_ptr: int, entry: FilterEntry) -> None:
-        if key is None:  # a NumPy weight
-            self._serial += 1
-            key = ("host", ctx_ptr, self._serial)
-        self.entries.pop(key, None)
-        self.entries[key] = entry
-        while len(self.entries) > 1 and (
-            len(self.entries) > FILTER_CACHE_ENTRIES
-            or sum(e.nbytes for e in self.entries.values()) > FILTER_CACHE_BYTES
-        ):
-            self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
-def _memcmp() -> Any:
-    """libc's memcmp through ctypes (early exit, and faster than a NumPy comparison), or None."""
-    try:
-        import ctypes
-        import ctypes.util
-
-        name = ctypes.util.find_library("c")
-        fn = (ctypes.CDLL(name) if name else ctypes.CDLL(None)).memcmp
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-        return fn
-    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to load
-        return None
-
-
-_MEMCMP = _memcmp()
-
-
-def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    """Exact equality of two C-contiguous arrays of one shape and dtype, NaN payloads included
-    (~0.17 ms for 9 MiB with memcmp; it stops at the first differing byte)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if _MEMCMP is not None:
-        return a.nbytes == 0 or _MEMCMP(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
-    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
-    return bool((a.reshape(-1).view(bits) == b.reshape(-1).view(bits)).all())
-
-
 # ------------------------------------------------------------------ kernel
-class WinogradKernel(OpenCLKernel):
+class WinogradKernel(CachedWeightKernel):
     """One spec on one device; transformed weights cached here, workspace from the algorithm."""
 
     algorithm: _Winograd
@@ -463,17 +361,6 @@ class WinogradKernel(OpenCLKernel):
         self.plan = make_plan(self.phases, device, algorithm.mt, tile)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
-        self.filter_cache = FilterCache()
-        #: how many times U was computed, and how many calls found it cached
-        self.filter_transforms = 0
-        self.filter_cache_hits = 0
-        self._lock = threading.Lock()
-        self._pending: FilterEntry | None = None  # the entry of the call in progress
-
-    def clear_filter_cache(self) -> None:
-        """Forget every transformed weight (needed after changing a device weight in place)."""
-        with self._lock:
-            self.filter_cache.clear()
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
         return self.program(
@@ -487,55 +374,7 @@ class WinogradKernel(OpenCLKernel):
             },
         )
 
-    # -- the call: OpenCLKernel's, but the weight goes through the filter cache first, so that a
-    #    cached NumPy weight is not uploaded again (runs under OpenCLKernel.compute's lock)
-    def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
-        try:
-            entry = self._filters(queue, weight)
-        except cl.Error as exc:
-            raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
-        self._pending = entry
-        try:
-            return super()._compute(queue, on_device, input, entry.w_dev, bias, out)
-        finally:
-            self._pending = None
-
-    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
-        """Enqueue the convolution on device arrays (a device weight's U is cached by buffer)."""
-        entry = self._pending
-        if entry is None or entry.w_dev is not w:
-            entry = self._filters(queue, w)
-        self._launch(queue, x, entry, b, y)
-
-    # -- filter transform and its cache
-    def _filters(self, queue: Any, weight: Any) -> FilterEntry:
-        spec = self.spec
-        ctx = queue.context
-        host = None
-        if is_device_array(weight):
-            if weight.context.int_ptr != ctx.int_ptr:
-                raise UnsupportedError("weight is a pyopencl array in another context than the input")
-            if not weight.flags.c_contiguous:
-                raise ConvValueError("weight is a non-contiguous pyopencl array: pass a C-contiguous array")
-            key: tuple[Any, ...] | None = ("device", ctx.int_ptr, weight.base_data.int_ptr, int(weight.offset))
-        else:
-            host = runtime.host_array(weight, spec.dtype)
-            key = None
-        with self._lock:
-            if host is None:
-                entry = self.filter_cache.find_device(key)  # type: ignore[arg-type]
-            else:
-                entry = self.filter_cache.find_host(ctx.int_ptr, host)
-            if entry is not None:
-                self.filter_cache_hits += 1
-                if entry.queue.int_ptr != queue.int_ptr:
-                    entry.event.wait()  # U was computed on another queue of this context
-                return entry
-            entry = self._transform(queue, weight, host)
-            self.filter_cache.add(key, ctx.int_ptr, entry)
-            self.filter_transforms += 1
-            return entry
-
+    # -- filter transform (cached by CachedWeightKernel)
     def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
         """Compute U into a new buffer (a NumPy weight is uploaded first; the entry keeps a host
         copy of it)."""
