@@ -210,6 +210,75 @@ __kernel void gemm_conv(
     }
 }
 
+/* Pointwise conv as Y^T = X^T W^T (compiled with A_TRANS == 1; float32 and float64 only):
+ * for images with few positions (ResNet-50's 1x1 layers at 28/14/7: 784, 196, 49), whose
+ * columns make partial tiles and misaligned rows in gemm_conv, the tile runs the other way:
+ * rows are output positions of one image (A(n, k) = x[k*O + n], read as scalars), columns
+ * output channels, vectors along C_out read from the weight transposed into zero-padded K x TN
+ * panels (transpose_weight, cached per weight). Rows past O read row O-1 and are not stored;
+ * columns past C_out/g read the zero padding and are not stored.
+ * get_global_id: 0 = channel tile, 1 = position tile, 2 = image * groups + group. */
+#if CLCONV_DTYPE != 16
+__kernel void gemm_pointwise_t(
+    __global const GACC* restrict x, const int x_off,
+    __global const GACC* restrict wt,
+    const int O, const int M, const int K, const int G,
+    __global const T* restrict bias, const int bias_off,
+    __global T* restrict y, const int y_off)
+{
+    const int c0 = get_global_id(0) * TN;
+    const int n0 = get_global_id(1) * TM;
+    const int gi = get_global_id(2);
+    if (c0 >= M || n0 >= O) return;
+    const int img = gi / G;
+    const int g = gi - img * G;
+    VACC acc[TM][NV];
+    const int P = (M + TN - 1) / TN;
+    gemm_tile(x + x_off + (img * G + g) * K * O, O, wt + (g * P + c0 / TN) * K * TN, TN, O, K, n0, acc);
+    const int C_out = G * M;
+    __global T* yp = y + y_off + (img * C_out + g * M + c0) * O + n0;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+#pragma unroll
+        for (int e = 0; e < VW; ++e) {
+            const int j = v * VW + e;
+            if (c0 + j < M) {
+#if HAS_BIAS
+                const GACC bv = LOAD(bias, bias_off + g * M + c0 + j);
+#else
+                const GACC bv = (GACC)0;
+#endif
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    if (n0 + i < O) STORE(((const GACC*)&acc[i][v])[e] + bv, yp, j * O + i);
+            }
+        }
+    }
+}
+#endif
+
+/* The weight of a pointwise conv (C_out, cig) transposed into panels: for group g and channel
+ * tile p (TN channels from c = p*TN), a contiguous K x TN block, wt[((g*P + p)*K + k)*TN + j]
+ * = w[(g*M + p*TN + j)*K + k], zero for channels past M (= C_out/G); P = ceil(M / TN). A
+ * work-item of gemm_pointwise_t then streams its panel sequentially (TN elements per k), where
+ * rows of a plain transpose lie C_out elements apart and defeat the prefetcher (the 2048x512
+ * weight of ResNet-50's last 1x1: 2 KiB per k). One work-item per element. */
+__kernel void transpose_weight(
+    __global const T* restrict w, const int w_off,
+    __global GACC* restrict wt, const int M, const int K, const int total)
+{
+    const int i = get_global_id(0);
+    if (i >= total) return;
+    const int r = i / TN;        /* (g*P + p)*K + k */
+    const int j = i - r * TN;
+    const int gp = r / K;
+    const int k = r - gp * K;
+    const int P = (M + TN - 1) / TN;
+    const int g = gp / P;
+    const int c = (gp - g * P) * TN + j;
+    wt[i] = c < M ? LOAD(w, w_off + (g * M + c) * K + k) : (GACC)0;
+}
+
 /* transposed: C_g = A_g^T @ B_g into the column workspace (rows of ldb elements). */
 __kernel void gemm_cols(
     __global const GACC* restrict a, const int a_off, const int lda, const int a_gstride,

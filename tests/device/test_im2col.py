@@ -161,6 +161,22 @@ def test_workspace_bounded_for_large_specs(cl_device):
         assert 0 < alg.workspace_bytes(spec, cl_device) <= budget, spec.describe()
 
 
+def test_conv_chunks_stay_cache_sized(cl_device, monkeypatch):
+    """Column chunks stay near CHUNK_BYTES (at least MIN_CHUNK_TILES tiles wide), and a
+    spec split that way still matches the reference."""
+    spec = _spec("conv", (2, 64, 8, 28, 28), (64, 64, 3, 3, 3), padding=1)
+    plan = im2col.conv_chunks(spec, cl_device)
+    tile = im2col.tiling(spec, cl_device)
+    assert plan.rows * plan.cols * 4 <= max(im2col.CHUNK_BYTES, plan.rows * im2col.MIN_CHUNK_TILES * tile.tn * 4)
+    assert len(list(plan.chunks())) > 1
+    monkeypatch.setattr(im2col, "CHUNK_BYTES", 1)  # the floor: MIN_CHUNK_TILES tiles per chunk
+    small = _spec("conv", (2, 3, 9, 13), (5, 3, 3, 3), padding=1)
+    t = im2col.tiling(small, cl_device)
+    assert im2col.conv_chunks(small, cl_device).cols == min(
+        im2col.MIN_CHUNK_TILES * t.tn, im2col.round_up(2 * 9 * 13, t.tn))
+    _check(small, cl_device)
+
+
 # ------------------------------------------------------------------ edge tiles
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
@@ -221,11 +237,58 @@ def test_pointwise_misaligned_input_view(cl_device):
     assert np.linalg.norm(y - exact) / np.linalg.norm(exact) <= TOLERANCE["float32"]
 
 
+# ------------------------------------------------------------------ pointwise: Y^T = X^T W^T
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "batch,cin,hw,cout,groups,bias",
+    [(1, 64, 7, 48, 1, True), (2, 12, 5, 40, 2, False), (3, 8, (3, 5), 70, 1, True), (2, 16, 6, 16, 4, True)],
+)
+def test_pointwise_transposed_weight_path(cl_device, dtype, batch, cin, hw, cout, groups, bias):
+    """Image sizes that are not a multiple of the tile width (49, 25, 15, 36 positions): the
+    GEMM runs with positions as rows and channels as vectors (PointwiseKernel); edge tiles on
+    both axes, groups, several images; float16 keeps the column path."""
+    h, w_ = (hw, hw) if isinstance(hw, int) else hw
+    spec = _spec("conv", (batch, cin, h, w_), (cout, cin // groups, 1, 1), dtype, bias=bias, groups=groups)
+    nt = im2col.transposes_weight(spec, cl_device)
+    assert nt == (dtype != "float16" and (h * w_) % im2col.tiling(spec, cl_device).tn != 0)
+    kernel = im2col.Im2col().prepare(spec, cl_device)
+    assert isinstance(kernel, im2col.PointwiseKernel) == nt
+    if nt:
+        assert im2col.Im2col().workspace_bytes(spec, cl_device) == 0
+    _check(spec, cl_device)
+
+
+def test_pointwise_transposed_weight_cache(cl_device):
+    """The transposed weight is computed once per weight: equal bytes hit, a changed NumPy
+    weight is recomputed, a device weight is found by its buffer."""
+    import pyopencl.array as cla
+
+    spec = _spec("conv", (2, 24, 7, 7), (40, 24, 1, 1), bias=True)
+    kernel = im2col.Im2col().prepare(spec, cl_device)
+    assert isinstance(kernel, im2col.PointwiseKernel)
+    x, w, b = _arrays(spec, seed=1)
+    y1 = kernel(x, w, b)
+    assert kernel(x, w.copy(), b).tobytes() == y1.tobytes()
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 1)
+    w[3, 2, 0, 0] += 1.0  # an in-place change of a NumPy weight is detected
+    y2 = kernel(x, w, b)
+    assert kernel.filter_transforms == 2
+    exact = reference(spec, x, w, b)
+    assert np.linalg.norm(y2 - exact) / np.linalg.norm(exact) <= TOLERANCE["float32"]
+    q = cl_device.queue
+    xd, wd, bd = (cla.to_device(q, a) for a in (x, w, b))
+    yd = kernel(xd, wd, bd)
+    kernel(xd, wd, bd)
+    assert kernel.filter_transforms == 3 and kernel.filter_cache_hits == 2
+    np.testing.assert_array_equal(yd.get(q), y2)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "op,xs,ws,params",
     [
         ("conv", (2, 4, 8, 8), (6, 4, 1, 1), {}),
+        ("conv", (2, 4, 7, 7), (6, 4, 1, 1), {}),  # pointwise, transposed weight
         ("conv", (2, 3, 7, 9), (5, 3, 3, 3), {"padding": 1}),
         ("conv_transpose", (2, 3, 5, 4), (3, 4, 3, 3), {"stride": 2}),
     ],
@@ -319,6 +382,7 @@ TILINGS = [
             {"groups": 2, "padding": ((1, 2), (0, 1)), "padding_mode": "reflect"},
         ),
         ("conv", (2, 4, 8, 8), (9, 4, 1, 1), {}),  # pointwise, 64 columns per image
+        ("conv", (2, 6, 7, 5), (10, 3, 1, 1), {"groups": 2}),  # pointwise, transposed weight
         ("conv_transpose", (2, 4, 5, 3), (4, 5, 3, 3), {"stride": 2, "padding": 1, "groups": 2}),
     ],
 )

@@ -12,12 +12,15 @@ atomics, no zero insertion).
 
 The workspace is bounded (:data:`WORKSPACE_BUDGET`, or a quarter of the
 device's max allocation if smaller): conv chunks the flattened batch by
-columns (several images per chunk, or part of one image when one image's
-columns are too large); conv_transpose chunks by whole images, and by output
+columns (several images per chunk, or part of one image), each chunk's
+columns kept near :data:`CHUNK_BYTES` so that they are still in cache when
+the GEMM reads them; conv_transpose chunks by whole images, and by output
 channels when one image's columns are too large. It is allocated once per
 queue and reused by every later call (:class:`WorkspacePool`). A pointwise
 conv whose image size is a multiple of the tile width needs no workspace:
-the GEMM reads the input itself. The reduction order is fixed: the same bits
+the GEMM reads the input itself; one whose image size is not (ResNet-50's 1x1
+layers at 28/14/7) runs as Y^T = X^T W^T (:class:`PointwiseKernel`), with the
+weight transposed once and cached. The reduction order is fixed: the same bits
 run after run.
 
 GEMM tiles (PoCL 3.1, AVX-512 Zen 5, 2 cores; GFLOP/s of the GEMM kernel
@@ -45,12 +48,21 @@ from ....errors import ConvValueError
 from ....spec import ConvSpec
 from .. import runtime
 from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
-from ..runtime import OpenCLDevice
+from ..runtime import OpenCLDevice, cl, cl_array
+from ..weightcache import CachedWeightKernel, FilterEntry
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 #: Upper bound on the workspace in bytes (module-level so tests can shrink it and force chunking).
 WORKSPACE_BUDGET = 64 * 2**20
+
+#: conv: column chunks are kept about this small (and at least :data:`MIN_CHUNK_TILES` tile
+#: widths wide), so that the columns im2col writes are still in cache when the GEMM reads them.
+#: Measured (PoCL 3.1, Zen 5, 2 cores, ms, medians of 31 interleaved rounds, 4 / 8 / 64 MiB):
+#: 3D 3x3x3 64@8x28x28 5.5 / 4.9 / 6.5; VGG 3x3 64@112 5.5 / 5.1 / 9.5; audio 512 k3s2 6.5 /
+#: 6.5 / 6.4 (1-16 MiB alike within noise).
+CHUNK_BYTES = 8 * 2**20
+MIN_CHUNK_TILES = 16
 
 #: Workspace regions start at multiples of this many elements, so vector loads stay aligned.
 _ALIGN = 32
@@ -163,6 +175,8 @@ def tilings(spec: ConvSpec, device: Device) -> list[Tiling]:
     items = list(extra.get("max_work_item_sizes", []) or [max_wg, max_wg, max_wg])
     rows = spec.out_per_group * (math.prod(spec.kernel) if spec.transposed else 1)
     cols = spec.batch * math.prod(spec.in_size if spec.transposed else spec.out_size)
+    if transposes_weight(spec, device):  # Y^T: rows are an image's positions, columns channels
+        rows, cols = math.prod(spec.out_size), spec.out_per_group
     out = [default]
     cpu = device.kind == "cpu"
     regs = vector_registers(device)
@@ -263,6 +277,8 @@ def conv_chunks(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> C
     w_elems = _weight_copy_elems(spec)
     room = max(budget_bytes(device) // item - w_elems, 0)
     cols = max(tile.tn, room // rows // tile.tn * tile.tn)
+    cached = max(MIN_CHUNK_TILES * tile.tn, CHUNK_BYTES // item // rows // tile.tn * tile.tn)
+    cols = min(cols, cached)
     cols = min(cols, round_up(max(total, 1), tile.tn))
     return ConvChunks(total=total, cols=cols, rows=rows, w_elems=w_elems)
 
@@ -308,6 +324,19 @@ def reads_input_directly(spec: ConvSpec, device: Device, tile: Tiling | None = N
         and spec.is_pointwise
         and spec.dtype != "float16"
         and math.prod(spec.out_size) % (tile or tiling(spec, device)).tn == 0
+    )
+
+
+def transposes_weight(spec: ConvSpec, device: Device) -> bool:
+    """Pointwise conv whose image size is not a multiple of the default tile width (ResNet-50's
+    1x1 layers at 28/14/7): :class:`PointwiseKernel` computes Y^T = X^T W^T with the weight
+    transposed once and cached, so that no column is wasted on partial tiles and nothing is
+    copied (float16 storage keeps the column path: its GEMM reads float)."""
+    return (
+        not spec.transposed
+        and spec.is_pointwise
+        and spec.dtype != "float16"
+        and math.prod(spec.out_size) % tiling(spec, device).tn != 0
     )
 
 
@@ -639,6 +668,64 @@ class Im2colKernel(OpenCLKernel):
                 )
 
 
+class PointwiseKernel(CachedWeightKernel):
+    """A pointwise conv as Y^T = X^T W^T (:func:`transposes_weight`): one GEMM launch per call,
+    tiles of TM output positions x TN output channels, vectors along the channels read from the
+    weight transposed into zero-padded K x TN panels, one per channel tile, so that a work-item
+    streams its panel sequentially (``transpose_weight``, once per weight: :mod:`..weightcache`)."""
+
+    algorithm: "Im2col"
+
+    def __init__(self, spec: ConvSpec, device: Device, algorithm: "Im2col", tile: Tiling):
+        super().__init__(spec, device, algorithm)
+        self.tile = tile
+        self.params = tile.params()
+        self.ldw = round_up(spec.out_per_group, tile.tn)
+
+    def _program(self, ctx: Any, has_bias: bool) -> Any:
+        return self.program(
+            ctx,
+            "im2col.cl",
+            {"PADDING_MODE": 0, "HAS_BIAS": int(has_bias), "A_TRANS": 1, "B_DIRECT": 0,
+             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines()},
+        )
+
+    def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
+        s = self.spec
+        total = s.groups * s.in_per_group * self.ldw
+        nbytes = total * compute_itemsize(s)
+        wt = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
+        if host is None:
+            w_dev = weight
+        else:
+            w_dev = cl_array.to_device(queue, host)
+            host = host.copy()
+        ev = runtime.launch(
+            queue, self._program(queue.context, s.bias), "transpose_weight",
+            (round_up(total, _LOCAL_1D),), (_LOCAL_1D,),
+            *self.buf(w_dev), wt, np.int32(s.out_per_group), np.int32(s.in_per_group), np.int32(total),
+        )
+        return FilterEntry(wt, w_dev, host, queue, ev, nbytes + (0 if host is None else 2 * host.nbytes))
+
+    def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
+        s = self.spec
+        tile = self.tile
+        i32 = np.int32
+        out_pos = math.prod(s.out_size)
+        l0, l1 = tile.local
+        gsize = (
+            round_up(-(-s.out_per_group // tile.tn), l0),
+            round_up(-(-out_pos // tile.tm), l1),
+            s.batch * s.groups,
+        )
+        runtime.launch(
+            queue, self._program(queue.context, b is not None), "gemm_pointwise_t", gsize, (l0, l1, 1),
+            *self.buf(x), entry.u, i32(out_pos),
+            i32(s.out_per_group), i32(s.in_per_group), i32(s.groups),
+            *([*self.buf(b)] if b is not None else [None, i32(0)]), *self.buf(y),
+        )
+
+
 class Im2col(OpenCLAlgorithm):
     id = "im2col"
     family = "gemm"
@@ -657,6 +744,7 @@ class Im2col(OpenCLAlgorithm):
             not isinstance(device, OpenCLDevice)
             or spec.batch == 0
             or reads_input_directly(spec, device)
+            or transposes_weight(spec, device)
         ):
             return 0
         return chunk_plan(spec, device).elems() * compute_itemsize(spec)
@@ -694,8 +782,11 @@ class Im2col(OpenCLAlgorithm):
         else:
             n_chunks = sum(1 for _ in plan.chunks())
             m, n, kk = spec.out_per_group, spec.batch * math.prod(spec.out_size), spec.in_per_group * k
-            cols = 0 if reads_input_directly(spec, device) else spec.batch * spec.in_channels * k * math.prod(spec.out_size) * item
-            launches = 2 * n_chunks
+            if transposes_weight(spec, device):  # one GEMM launch, no columns
+                cols, launches = 0, 1
+            else:
+                cols = 0 if reads_input_directly(spec, device) else spec.batch * spec.in_channels * k * math.prod(spec.out_size) * item
+                launches = 2 * n_chunks
         eff = gemm_efficiency(m, n, kk, self.gemm_base)
         if spec.groups > 1:  # per-group GEMMs are smaller and less regular
             eff *= 0.5
@@ -724,4 +815,6 @@ class Im2col(OpenCLAlgorithm):
         The workspace follows the tile (its width rounds the chunks); ``workspace_bytes``
         reports the default tile's, which differs by less than one tile width per row."""
         tile = Tiling.from_params(params) if params else tiling(spec, device)
+        if transposes_weight(spec, device):
+            return PointwiseKernel(spec, device, self, tile)
         return Im2colKernel(spec, device, self, tile)
