@@ -1,7 +1,9 @@
 """Dispatch regret on a layer suite: time(chosen candidate) / time(fastest candidate).
 
 For every layer, every supported candidate (backend, device, algorithm) is timed in
-this run (warm-up, median of repeats): that is the ground truth. Then:
+this run with its default kernel parameters, and the tuned choice also with the parameters
+the tuner picked for it (what a tuned plan runs): that is the ground truth (warm-up, timed
+calls interleaved round by round, median). The choices:
 
 - heuristic: the cost model's choice (policy "heuristic"), with the devices
   calibrated first (as ``clconv tune`` does);
@@ -58,18 +60,27 @@ def main() -> int:
         spec = layer.spec()
         x, w, b = layer_arrays(spec)
         heur = dispatch.explain(spec, policy="heuristic")
-        # ground truth: every candidate warmed up, then timed calls interleaved round by
-        # round (so load changes hit all candidates alike); median per candidate
+        with config.settings(tune_budget=args.budget):
+            dispatch.explain(spec, policy="measure", remeasure=True)
+        tuned = dispatch.explain(spec, policy="auto")
+        # ground truth: every candidate with its default parameters, and the tuned choice with
+        # the parameters the tuner picked (what a tuned plan runs), warmed up, then timed calls
+        # interleaved round by round (so load changes hit all candidates alike); median each
+        entries = [(c.name, c, None) for c in heur.order]
+        t_name = tuned.chosen.name
+        if tuned.chosen.params and tuned.chosen.params_source == "tuned":
+            t_name = f"{tuned.chosen.name} (tuned params)"
+            entries.append((t_name, tuned.chosen, tuned.chosen.params))
         live, truth = [], {}
-        for c in heur.order:
-            k = c.algorithm.prepare(spec, c.device)
+        for name, c, params in entries:
+            k = c.algorithm.prepare_with(spec, c.device, params)
             t0 = time.perf_counter()
             k(x, w, b)
             first = time.perf_counter() - t0
             if first > args.slow:
-                truth[c.name] = first  # far too slow to be the fastest; one call is enough
+                truth[name] = first  # far too slow to be the fastest; one call is enough
             else:
-                live.append((c.name, k, []))
+                live.append((name, k, []))
         rounds = 0
         while live:
             for name, k, ts in live:
@@ -83,11 +94,8 @@ def main() -> int:
                 break
         for name, _, ts in live:
             truth[name] = sorted(ts)[len(ts) // 2]
-        with config.settings(tune_budget=args.budget):
-            dispatch.explain(spec, policy="measure", remeasure=True)
-        tuned = dispatch.explain(spec, policy="auto")
         best = min(truth, key=truth.get)
-        h, t = heur.chosen.name, tuned.chosen.name
+        h, t = heur.chosen.name, t_name
         rows.append({
             "layer": layer.name, "fastest": best, "fastest_ms": truth[best] * 1e3,
             "heuristic": h, "heuristic_regret": truth[h] / truth[best],
