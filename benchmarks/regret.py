@@ -3,7 +3,7 @@
 For every layer, every supported candidate (backend, device, algorithm) is timed in
 this run with its default kernel parameters, and the tuned choice also with the parameters
 the tuner picked for it (what a tuned plan runs): that is the ground truth (warm-up, timed
-calls interleaved round by round, median). The choices:
+calls interleaved round by round in a new random order each round, median). The choices:
 
 - heuristic: the cost model's choice (policy "heuristic"), with the devices
   calibrated first (as ``clconv tune`` does);
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -82,7 +83,9 @@ def main() -> int:
             else:
                 live.append((name, k, []))
         rounds = 0
+        shuffle = random.Random(0).shuffle
         while live:
+            shuffle(live)  # a new order each round: no candidate always follows another runtime
             for name, k, ts in live:
                 t = time.perf_counter()
                 k(x, w, b)

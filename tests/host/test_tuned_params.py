@@ -175,6 +175,17 @@ def test_measure_times_every_variant_and_stores_the_fastest(fresh_host):
     assert "params" not in next(v for k, v in entries.items() if k.endswith("|plain"))
 
 
+def test_a_variant_within_the_noise_does_not_replace_the_default(fresh_host):
+    """A variant 2% faster than the default (under VARIANT_MIN_GAIN) leaves the default."""
+    assert tuning.VARIANT_MIN_GAIN >= 0.04
+    install(fresh_host(), _Tunable("tun", {1: 0.0100, 2: 0.0098, 3: 0.03}))
+    x, w = xw()
+    c = by_id(clconv.explain("conv2d", x, w, backend="fakebe", policy="measure"))["tun"]
+    assert c.params == {"k": 1}
+    entry = next(iter(tuning.database().entries().values()))
+    assert [v["params"]["k"] for v in entry["variants"]] == [1, 2, 3]
+
+
 def test_a_later_process_prepares_with_the_tuned_params(fresh_host):
     """A database hit gives the tuned params (here: a fresh host and fresh plans, as in a new process)."""
     install(fresh_host(), _Tunable("tun", {1: 0.005, 2: 0.001}))
