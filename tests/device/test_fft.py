@@ -129,23 +129,26 @@ def test_weight_spectra_are_cached_per_numpy_weight(cl_device):
     k = _kernel(spec, cl_device)
     x, w, b = _arrays(spec)
     y1 = k(x, w, b)
-    assert (k.weight_transforms, k.weight_cache_hits) == (1, 0)
+    assert (k.filter_transforms, k.filter_cache_hits) == (1, 0)
     y2 = k(x, w.copy(), b)  # another array with the same bytes: the same spectra
-    assert (k.weight_transforms, k.weight_cache_hits) == (1, 1)
+    assert (k.filter_transforms, k.filter_cache_hits) == (1, 1)
     np.testing.assert_array_equal(y1, y2)
     w2 = np.ascontiguousarray(w[::-1])  # same shape, different values: recomputed, and right
     y3 = k(x, w2, b)
-    assert k.weight_transforms == 2
+    assert k.filter_transforms == 2
     check_result(spec, "fft", x, w2, b, y3)
     assert not np.array_equal(y3, y1)
     k(x, w, b)  # the first weight is still cached (two entries)
-    assert k.weight_transforms == 2
+    assert k.filter_transforms == 2
     w3 = w * 2
     k(x, w3, b)  # a third weight evicts the least recently used (w2)
-    assert k.weight_transforms == 3
+    assert k.filter_transforms == 3
     y = k(x, w2, b)
-    assert k.weight_transforms == 4
+    assert k.filter_transforms == 4
     check_result(spec, "fft", x, w2, b, y)
+    w[0, 0, 5, 5] += 1.0  # an in-place change of a NumPy weight is detected (found by content)
+    check_result(spec, "fft", x, w, b, k(x, w, b))
+    assert k.filter_transforms == 5
 
 
 def test_weight_spectra_are_cached_per_pyopencl_weight(cl_device, monkeypatch):
@@ -158,15 +161,15 @@ def test_weight_spectra_are_cached_per_pyopencl_weight(cl_device, monkeypatch):
         m.setattr(cl_array.Array, "get", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("host read")))
         y1 = k(xd, wd, bd)
         k(xd, wd, bd)
-    assert (k.weight_transforms, k.weight_cache_hits) == (1, 1)
+    assert (k.filter_transforms, k.filter_cache_hits) == (1, 1)
     w2 = -w
     y2 = k(xd, cl_array.to_device(q, w2), bd)
-    assert k.weight_transforms == 2
+    assert k.filter_transforms == 2
     check_result(spec, "fft", x, w, b, y1.get())
     check_result(spec, "fft", x, w2, b, y2.get())
-    k.clear_weight_cache()
+    k.clear_filter_cache()
     k(xd, wd, bd)
-    assert k.weight_transforms == 3
+    assert k.filter_transforms == 3
 
 
 # ------------------------------------------------------------------ numerics

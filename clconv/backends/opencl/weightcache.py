@@ -1,5 +1,5 @@
-"""Prepared weights cached per kernel object: Winograd's transformed filters, the pointwise
-GEMM's transposed weights.
+"""Prepared weights cached per kernel object: Winograd's transformed filters, FFT's weight
+spectra, the pointwise GEMM's transposed weights.
 
 A kernel whose kernels read a weight in another form than the caller's (the Winograd filter
 transform U = G g G^T; the transposed, padded weight of im2col's pointwise path) computes that
@@ -65,8 +65,9 @@ class FilterCache:
     the matching entry costs a full comparison).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int | None = None) -> None:
         self.entries: OrderedDict[tuple[Any, ...], FilterEntry] = OrderedDict()
+        self.max_entries = max_entries  # None: FILTER_CACHE_ENTRIES
         self._serial = 0
 
     def find_device(self, key: tuple[Any, ...]) -> FilterEntry | None:
@@ -90,7 +91,7 @@ class FilterCache:
         self.entries.pop(key, None)
         self.entries[key] = entry
         while len(self.entries) > 1 and (
-            len(self.entries) > FILTER_CACHE_ENTRIES
+            len(self.entries) > (self.max_entries or FILTER_CACHE_ENTRIES)
             or sum(e.nbytes for e in self.entries.values()) > FILTER_CACHE_BYTES
         ):
             self.entries.popitem(last=False)
@@ -135,9 +136,12 @@ class CachedWeightKernel(OpenCLKernel):
     :class:`FilterEntry`) and :meth:`_launch` (enqueue the convolution with it).
     """
 
+    #: At most this many prepared weights per kernel (None: :data:`FILTER_CACHE_ENTRIES`).
+    filter_cache_entries: int | None = None
+
     def __init__(self, spec: ConvSpec, device: Device, algorithm: OpenCLAlgorithm):
         super().__init__(spec, device, algorithm)
-        self.filter_cache = FilterCache()
+        self.filter_cache = FilterCache(self.filter_cache_entries)
         #: how many times a prepared weight was computed, and how many calls found it cached
         self.filter_transforms = 0
         self.filter_cache_hits = 0

@@ -35,15 +35,14 @@ NaN/Inf: a non-finite input or weight reaches every frequency, so an output the 
 non-finite is recomputed by the direct sum in the last kernel (direct.cl's loop): NaN and
 Inf land exactly where the direct algorithm puts them, and the rest stays exact.
 
-Weight spectra are computed once per weight and cached in the kernel object (an LRU of
-:data:`WEIGHT_CACHE_ENTRIES`), scaled by 1/(4 N0 N1 N2) so that no normalization pass
-is needed. NumPy weights are keyed by a blake2b hash of their bytes with shape and dtype;
-pyopencl weights by (context, buffer pointer, offset, shape, dtype), and the cache holds a
-reference to the buffer so that its handle cannot be reused while cached.
-**A pyopencl weight changed in place keeps its old spectra**: pass a new array, or call
-:meth:`FFTKernel.clear_weight_cache`. ``weight_transforms`` and ``weight_cache_hits``
-count misses and hits. The weight transform runs in the workspace, a few output channels
-at a time, and finishes the queue once (another queue may use the spectra next).
+Weight spectra are computed once per weight and cached in the kernel object (at most
+:data:`WEIGHT_CACHE_ENTRIES`, least recently used out; :mod:`..weightcache`: NumPy weights
+found by content with memcmp, pyopencl weights by buffer), scaled by 1/(4 N0 N1 N2) so that
+no normalization pass is needed. **A pyopencl weight changed in place keeps its old
+spectra**: pass a new array, or call :meth:`FFTKernel.clear_filter_cache`.
+``filter_transforms`` and ``filter_cache_hits`` count misses and hits. The weight transform
+runs in the workspace, a few output channels at a time, and finishes the queue once (another
+queue may use the spectra next).
 
 The workspace (the input and output spectra of a chunk of images) is bounded by
 :data:`WORKSPACE_BUDGET` (one image at least) and reused across calls, one buffer per
@@ -61,10 +60,8 @@ Normwise error vs the float64 reference ~2e-7 in float32.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +69,11 @@ import numpy as np
 
 from ....backend import Device, Kernel, Support, first_failure
 from ....costmodel import Cost, io_bytes
-from ....spec import ConvSpec, is_device_array
+from ....spec import ConvSpec
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
-from ..runtime import OpenCLDevice, cl
+from ..base import INT32_MAX, OpenCLAlgorithm, round_up, spatial3, WorkspacePool
+from ..runtime import OpenCLDevice, cl, cl_array
+from ..weightcache import CachedWeightKernel, FilterEntry
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
@@ -274,32 +272,21 @@ def twiddles(ctx: Any, n: int, dtype: str) -> Any:
         return buf
 
 
-@dataclass
-class _Spectra:
-    buf: Any
-    keep: Any  # what the key points at (a pyopencl buffer), kept alive while cached
-
-
-class FFTKernel(OpenCLKernel):
+class FFTKernel(CachedWeightKernel):
     """One spec on one device, with the spectra of the weights it has seen."""
 
     algorithm: FFT
+    filter_cache_entries = WEIGHT_CACHE_ENTRIES
 
     def __init__(self, spec: ConvSpec, device: Device, algorithm: FFT):
         super().__init__(spec, device, algorithm)
         self.plan = fft_plan(spec, device)
-        #: How many weight spectra this kernel has computed (cache misses).
-        self.weight_transforms = 0
-        #: How many calls found their weight spectra cached.
-        self.weight_cache_hits = 0
-        self._cache: OrderedDict[tuple, _Spectra] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._tls = threading.local()
         self._tables: dict[tuple[int, Any], Any] = {}
+        self._tables_lock = threading.Lock()  # not self._lock: the weight transform, under it, reads tables
 
     def _table(self, ctx: Any, name: Any, make: Any) -> Any:
         """A small read-only device table made on the host once per context."""
-        with self._cache_lock:
+        with self._tables_lock:
             buf = self._tables.get((ctx.int_ptr, name))
             if buf is None:
                 host = np.ascontiguousarray(make())
@@ -311,43 +298,20 @@ class FFTKernel(OpenCLKernel):
         return self._table(ctx, "hits", lambda: output_hits(self.spec))
 
     # ---------------------------------------------------------------- weights
-    def clear_weight_cache(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-
-    def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> Any:
-        # The key of a NumPy weight must come from the caller's array: run() sees a copy.
-        self._tls.host_key = None if is_device_array(weight) else _host_key(weight)
-        try:
-            return super().compute(input, weight, bias, out)
-        finally:
-            self._tls.host_key = None
-
-    def _weight_key(self, ctx: Any, w: Any) -> tuple[tuple, Any]:
-        host = getattr(self._tls, "host_key", None)
-        if host is not None:
-            return (ctx.int_ptr, "host", host), None
-        return (
-            (ctx.int_ptr, "device", w.base_data.int_ptr, int(w.offset), tuple(w.shape), w.dtype.str),
-            w.base_data,
-        )
-
-    def _weight_spectra(self, queue: Any, prog: Any, w: Any, ws: Any, ws_elems: int) -> Any:
-        key, keep = self._weight_key(queue.context, w)
-        with self._cache_lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                self.weight_cache_hits += 1
-                return hit.buf
-        buf = self._transform_weight(queue, prog, w, ws, ws_elems)
-        with self._cache_lock:
-            self._cache[key] = _Spectra(buf, keep)
-            self._cache.move_to_end(key)
-            while len(self._cache) > WEIGHT_CACHE_ENTRIES:
-                self._cache.popitem(last=False)
-            self.weight_transforms += 1
-        return buf
+    def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
+        """The weight spectra of a new weight (cached by CachedWeightKernel), made in the
+        workspace (a NumPy weight is uploaded first; the entry keeps a host copy of it)."""
+        s, p = self.spec, self.plan
+        if host is None:
+            w_dev = weight
+        else:
+            w_dev = cl_array.to_device(queue, host)
+            host = host.copy()
+        need = p.workspace_elems(s)
+        with self.algorithm.pool.hold(queue, need * p.esize) as ws:
+            buf = self._transform_weight(queue, self._program(queue.context, s.bias), w_dev, ws, need)
+        nbytes = p.weight_elems(s) * p.esize + (0 if host is None else 2 * host.nbytes)
+        return FilterEntry(buf, w_dev, host, queue, cl.enqueue_marker(queue), nbytes)
 
     def _transform_weight(self, queue: Any, prog: Any, w: Any, ws: Any, ws_elems: int) -> Any:
         """The blocked weight spectra, made in the workspace a few output channels at a time."""
@@ -422,7 +386,7 @@ class FFTKernel(OpenCLKernel):
             "HAS_BIAS": int(has_bias),
         })
 
-    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+    def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
         s, p = self.spec, self.plan
         if p.local_mem > self.device.local_mem_bytes:  # supports() declines this; never build it
             runtime.check_capabilities(self.device, local_mem=p.local_mem)
@@ -431,7 +395,7 @@ class FFTKernel(OpenCLKernel):
         cig, cog = s.in_per_group, s.out_per_group
         isz = math.prod(s.in_size)
         x_buf, x_off = self.buf(x)
-        w_buf, w_off = self.buf(w)
+        w_buf, w_off = self.buf(entry.w_dev)
         y_buf, y_off = self.buf(y)
         bias = [*self.buf(b)] if b is not None else [None, i32(0)]
         _, n1, n2 = p.sizes
@@ -442,7 +406,7 @@ class FFTKernel(OpenCLKernel):
         y_region = round_up(p.images * s.in_channels * 2 * p.s, 64)
         need = p.workspace_elems(s)
         with self.algorithm.pool.hold(queue, need * p.esize) as ws:
-            wspec = self._weight_spectra(queue, prog, w, ws, need)
+            wspec = entry.u
             for first in range(0, s.batch, p.images):
                 k = min(p.images, s.batch - first)
                 # forward transforms of the chunk's images into the X region
@@ -528,12 +492,6 @@ def output_hits(spec: ConvSpec) -> np.ndarray:
                     hit[first: last + 1] = 1
         parts.append(hit)
     return np.concatenate(parts)
-
-
-def _host_key(w: np.ndarray) -> tuple:
-    a = np.ascontiguousarray(w)
-    digest = hashlib.blake2b(a.data, digest_size=20).hexdigest()
-    return (digest, tuple(a.shape), a.dtype.str)
 
 
 class FFT(OpenCLAlgorithm):
