@@ -257,6 +257,33 @@ def test_out_is_written_in_place_or_through_a_copy(cl_device, host_path):
     np.testing.assert_allclose(strided, exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("alg,ws", [("winograd-f2x2-3x3", (6, 4, 3, 3)), ("im2col", (6, 4, 1, 1)), ("fft", (6, 4, 3, 3))])
+def test_out_with_a_cached_weight_is_checked_against_host_arrays_only(cl_device, host_path, alg, ws, monkeypatch):
+    """Kernels that cache a prepared weight pass its device copy on: the overlap check of
+    ``out=`` must not hand that pyopencl array to NumPy (which read it element by element:
+    seconds per call)."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    pad = ws[-1] // 2
+    p = clconv.plan("conv2d", x, w, padding=pad, device=cl_device.id, algorithm=alg)
+    exact = reference(p.spec, x, w, None)
+    real = np.may_share_memory
+
+    def host_only(a, b, *args):
+        assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray), (type(a), type(b))
+        return real(a, b, *args)
+
+    monkeypatch.setattr(np, "may_share_memory", host_only)
+    from clconv.backends.opencl.base import aligned_empty
+
+    out = aligned_empty(p.spec.output_shape, np.float32, 4096)  # aligned: written in place
+    out[...] = np.nan
+    for _ in range(2):  # the second call finds the prepared weight cached
+        assert p(x, w, out=out) is out
+        np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4)
+
+
 def test_out_overlapping_the_input_reads_the_input_first(cl_device, host_path):
     """A 1x1 conv whose out= is its own input: the result must be of the original input."""
     rng = np.random.default_rng(13)

@@ -256,7 +256,9 @@ class OpenCLKernel(Kernel):
         b = source("bias", bias) if bias is not None else None
         direct_out = (
             out is not None and out.flags.c_contiguous and out.ctypes.data % align == 0
-            and not any(a is not None and np.may_share_memory(out, a) for a in (input, weight, bias))
+            # only host arrays can overlap `out` (NumPy would turn a pyopencl array, e.g. a cached
+            # weight's device copy, into an object array element by element: seconds per call)
+            and not any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in (input, weight, bias))
         )
         if direct_out:
             result = out
