@@ -46,4 +46,13 @@ inline int clconv_pad_index(int i, int n, int mode) {
     return i < 0 ? i + n : i - n; /* circular */
 }
 
+/* Transposed conv along one axis: output o + pad_before = i * stride + k * dilation. For
+ * t = o + pad_before - k * dilation, the input index i whose tap k reaches o, or -1 when none
+ * does (t negative, not a multiple of the stride, or past the input's n elements). */
+inline int clconv_gather_index(int t, int stride, int n) {
+    if (t < 0 || t % stride) return -1;
+    const int i = t / stride;
+    return i < n ? i : -1;
+}
+
 #endif

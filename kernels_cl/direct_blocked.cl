@@ -362,15 +362,11 @@ __kernel void conv_transpose_direct_blocked(
     __global const T* wc = w + w_off + (g * CIG * COG + co0) * KK;
     for (int ci = 0; ci < CIG; ++ci, xc += plane, wc += COG * KK) {
         for (int kd = 0; kd < KD; ++kd) {
-            const int td = od + PD - kd * DD;
-            if (td < 0 || td % SD) continue;
-            const int id = td / SD;
-            if (id >= ID) continue;
+            const int id = clconv_gather_index(od + PD - kd * DD, SD, ID);
+            if (id < 0) continue;
             for (int kh = 0; kh < KH; ++kh) {
-                const int th = oh + PH - kh * DH;
-                if (th < 0 || th % SH) continue;
-                const int ih = th / SH;
-                if (ih >= IH) continue;
+                const int ih = clconv_gather_index(oh + PH - kh * DH, SH, IH);
+                if (ih < 0) continue;
                 __global const T* xr = xc + (id * IH + ih) * IW;
                 __global const T* wr = wc + (kd * KH + kh) * KW;
                 if (!interior) {

@@ -413,22 +413,16 @@ inline ACC direct_at(
         const int xc = (n * C_in + cin) * ID;
         const int wc = (cin * cog + col) * KK;
         for (int kd = 0; kd < KD; ++kd) {
-            const int td = od + PD - kd * DD;
-            if (td < 0 || td % SD) continue;
-            const int id = td / SD;
-            if (id >= ID) continue;
+            const int id = clconv_gather_index(od + PD - kd * DD, SD, ID);
+            if (id < 0) continue;
             for (int kh = 0; kh < KH; ++kh) {
-                const int th = oh + PH - kh * DH;
-                if (th < 0 || th % SH) continue;
-                const int ih = th / SH;
-                if (ih >= IH) continue;
+                const int ih = clconv_gather_index(oh + PH - kh * DH, SH, IH);
+                if (ih < 0) continue;
                 const int xrow = ((xc + id) * IH + ih) * IW;
                 const int wrow = wc + (kd * KH + kh) * KW;
                 for (int kw = 0; kw < KW; ++kw) {
-                    const int tw_ = ow + PW - kw * DW;
-                    if (tw_ < 0 || tw_ % SW) continue;
-                    const int iw = tw_ / SW;
-                    if (iw >= IW) continue;
+                    const int iw = clconv_gather_index(ow + PW - kw * DW, SW, IW);
+                    if (iw < 0) continue;
                     acc += LOAD(x, x_off + xrow + iw) * LOAD(w, w_off + wrow + kw);
                 }
             }
