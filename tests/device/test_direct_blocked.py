@@ -33,9 +33,9 @@ def _error(y, exact):
     return float(np.linalg.norm((y.astype(np.float64) - exact).ravel()) / (denom or 1.0))
 
 
-def _check(cl_device, xs, ws, dtype="float32", bias=True, **params):
-    x, w, b = _arrays(xs, ws, dtype, bias)
-    fn = FUNCS[len(xs) - 2]
+def _run_and_compare(cl_device, fn, x, w, b, dtype, params):
+    """Run ``fn`` with direct-blocked on the device (skip when it declines the spec, with its
+    reason) and compare with the float64 reference."""
     expl = clconv.explain(fn, x, w, b, device=cl_device.id, algorithm=ALG, **params)
     cand = expl.candidates[0]
     if not cand.support.ok:
@@ -46,6 +46,12 @@ def _check(cl_device, xs, ws, dtype="float32", bias=True, **params):
     err = _error(y, exact)
     assert err <= TOLERANCE[dtype], f"normwise relative error {err:.3e}"
     return y
+
+
+def _check(cl_device, xs, ws, dtype="float32", bias=True, **params):
+    x, w, b = _arrays(xs, ws, dtype, bias)
+    fn = FUNCS[len(xs) - 2]
+    return _run_and_compare(cl_device, fn, x, w, b, dtype, params)
 
 
 # (id, input shape, weight shape, params): each block edge of the float32 default blocks
@@ -196,16 +202,7 @@ def _check_t(cl_device, xs, ws, dtype="float32", bias=True, **params):
     x, w, _ = _arrays(xs, ws, dtype, bias=False)
     b = np.random.default_rng(1).standard_normal(ws[1] * groups).astype(dtype) if bias else None
     fn = TFUNCS[len(xs) - 2]
-    expl = clconv.explain(fn, x, w, b, device=cl_device.id, algorithm=ALG, **params)
-    cand = expl.candidates[0]
-    if not cand.support.ok:
-        pytest.skip(cand.support.reason)
-    y = getattr(clconv, fn)(x, w, b, device=cl_device.id, algorithm=ALG, **params)
-    exact = reference(expl.spec, x, w, b)
-    assert y.shape == exact.shape and y.dtype == np.dtype(dtype)
-    err = _error(y, exact)
-    assert err <= TOLERANCE[dtype], f"normwise relative error {err:.3e}"
-    return y
+    return _run_and_compare(cl_device, fn, x, w, b, dtype, params)
 
 
 def _stride_kernel_cases():
