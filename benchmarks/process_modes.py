@@ -3,7 +3,8 @@ processes, one after another (medians of >= 30 calls each, ms).
 
     python benchmarks/process_modes.py [--runs 5] [--layers resnet50.1x1-56-expand,...]
 
-Set POCL_AFFINITY=1 in the environment to compare with PoCL's worker threads pinned.
+clconv pins PoCL's worker threads (POCL_AFFINITY=1) unless the environment says otherwise: run
+with POCL_AFFINITY=0 to see the unpinned behaviour.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -339,3 +342,31 @@ def test_host_coherence_probe_and_the_map_fallback(cl_device, monkeypatch):
     monkeypatch.setattr(cl, "enqueue_map_buffer", lambda *a, **k: mapped.append(1) or real_map(*a, **k))
     y = clconv.conv2d(x, w, padding=1, device=cl_device.id, algorithm="direct")
     assert mapped and np.allclose(y, exact, rtol=1e-4, atol=1e-4)
+
+
+def test_pocl_worker_threads_are_pinned_one_per_cpu(cl_device):
+    """In a fresh process, clconv's first enumeration makes PoCL pin its worker threads
+    (runtime.default_pocl_affinity): threads allowed on exactly one CPU appear, one per CPU."""
+    facts = (cl_device.extra.get("platform", "") + " " + cl_device.extra.get("platform_vendor", "")).lower()
+    if ("pocl" not in facts and "portable computing" not in facts) or cl_device.kind != "cpu":
+        pytest.skip("PoCL's CPU device only")
+    count = os.cpu_count() or 1
+    if count < 2 or os.sched_getaffinity(0) != set(range(count)):
+        pytest.skip("the process may not run on every CPU: clconv leaves PoCL unpinned")
+    code = (
+        "import os\n"
+        "from clconv.backends.opencl import runtime\n"
+        "devs, _ = runtime.enumerate_devices()\n"
+        f"assert {cl_device.id!r} in [d.id for d in devs]\n"
+        "pinned = set()\n"
+        "for t in os.listdir('/proc/self/task'):\n"
+        "    cpus = os.sched_getaffinity(int(t))\n"
+        "    if len(cpus) == 1: pinned |= cpus\n"
+        "print(os.environ.get('POCL_AFFINITY'), sorted(pinned))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "POCL_AFFINITY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    flag, pinned = out.stdout.split(" ", 1)
+    assert flag == "1"
+    assert pinned.strip() == str(list(range(count))), out.stdout

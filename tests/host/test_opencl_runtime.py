@@ -73,3 +73,25 @@ def test_enumeration_without_a_platform_is_empty_not_fatal(monkeypatch):
 def test_missing_source_is_a_build_error():
     with pytest.raises(BuildError, match="not found"):
         runtime.load_source("does-not-exist.cl")
+
+
+@pytest.mark.parametrize(
+    "env, allowed, count, expect",
+    [
+        ({}, {0, 1}, 2, "1"),                        # every CPU allowed: pin
+        ({}, {0, 1, 2, 3}, 4, "1"),
+        ({"POCL_AFFINITY": "0"}, {0, 1}, 2, "0"),    # the caller's choice stands
+        ({"POCL_AFFINITY": "1"}, {0}, 2, "1"),
+        ({}, {4, 5}, 8, None),                       # a cpuset: PoCL would pin to CPU 0 and abort
+        ({}, {1}, 2, None),                          # narrowed by taskset
+        ({}, {0}, 1, None),                          # one CPU: nothing to balance
+    ],
+)
+def test_pocl_threads_are_pinned_only_where_every_cpu_is_allowed(monkeypatch, env, allowed, count, expect):
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(allowed), raising=False)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: count)
+    given = "POCL_AFFINITY" in env
+    env = dict(env)
+    changed = runtime.default_pocl_affinity(env)
+    assert env.get("POCL_AFFINITY") == expect
+    assert changed == (not given and expect == "1")
