@@ -245,6 +245,67 @@ def test_host_arrays_any_alignment_and_layout(cl_device, host_path, alg):
             np.testing.assert_array_equal(a, a0)  # never modified
 
 
+def _at_skew(a, skew, align=128):
+    """A C-contiguous copy of ``a`` whose data starts ``skew`` bytes past a multiple of ``align``."""
+    raw = np.empty(a.nbytes + 2 * align, np.uint8)
+    start = -raw.ctypes.data % align + skew
+    view = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+# One case per kernel family, each at host arrays 4, 16 and 64 bytes past a 128-byte boundary
+# (NumPy puts large arrays at 16 or 64): conv, pointwise (B read straight from x, and the
+# transposed-weight path), grouped, depthwise, transposed, 1D and 3D.
+_SKEW_CASES = [
+    ("conv2d", (2, 4, 10, 10), (8, 4, 3, 3), {"padding": 1}),
+    ("conv2d", (2, 8, 8, 8), (16, 8, 1, 1), {}),
+    ("conv2d", (1, 8, 7, 7), (16, 8, 1, 1), {}),
+    ("conv2d", (2, 8, 9, 9), (8, 2, 3, 3), {"groups": 4, "stride": 2}),
+    ("conv2d", (2, 8, 9, 9), (8, 1, 3, 3), {"groups": 8, "padding": 1}),
+    ("conv_transpose2d", (2, 6, 5, 5), (6, 4, 4, 4), {"stride": 2, "padding": 1}),
+    ("conv1d", (2, 3, 40), (5, 3, 7), {"stride": 3}),
+    ("conv3d", (1, 3, 5, 6, 6), (4, 3, 3, 3, 3), {"padding": 1}),
+]
+
+
+@pytest.mark.parametrize("fn,xs,ws,params", _SKEW_CASES)
+def test_host_arrays_at_any_skew_run_in_place_on_every_algorithm(cl_device, fn, xs, ws, params, monkeypatch):
+    """On a zero-copy device every algorithm reads host arrays at any element offset from the
+    device's base alignment in place (the buffer starts at the aligned address below them),
+    except where the kernel asks for an aligned copy (x read through aligned vectors)."""
+    if not cl_device.zero_copy_align or not cl_device.host_coherent:
+        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    from clconv.backends.opencl import base
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    c_out = ws[1] * params.get("groups", 1) if fn.startswith("conv_transpose") else ws[0]
+    b = rng.standard_normal(c_out).astype(np.float32)
+    f = getattr(clconv, fn)
+    exact = reference(clconv.plan(fn, x, w, b, backend="numpy", **params).spec, x, w, b)
+    staged = []
+    real = base.OpenCLKernel._host_stage
+    monkeypatch.setattr(base.OpenCLKernel, "_host_stage",
+                        lambda self, name, shape, align: staged.append(name) or real(self, name, shape, align))
+    spec = clconv.plan(fn, x, w, b, backend="numpy", **params).spec
+    algs = _algorithms(cl_device, spec)
+    assert algs
+    for alg in algs:
+        p = clconv.plan(fn, x, w, b, device=cl_device.id, algorithm=alg, **params)
+        for skew in (4, 16, 64):
+            xi, wi, bi = (_at_skew(a, skew) for a in (x, w, b))
+            before = [a.copy() for a in (xi, wi, bi)]
+            staged.clear()
+            y = p(xi, wi, bi)
+            np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-4, err_msg=f"{alg} at skew {skew}")
+            for a, a0 in zip((xi, wi, bi), before):
+                np.testing.assert_array_equal(a, a0)
+            expect = [] if p.kernel.accepts_offset("input", skew // 4) else ["input"]
+            assert staged == expect, (alg, skew, staged)
+
+
 def test_out_is_written_in_place_or_through_a_copy(cl_device, host_path):
     x, w = _xw(seed=12)
     p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm="direct")

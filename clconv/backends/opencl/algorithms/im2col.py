@@ -355,6 +355,12 @@ class Im2colKernel(OpenCLKernel):
         self.tile = tile
         self.params = tile.params()
 
+    def accepts_offset(self, name: str, elements: int) -> bool:
+        """A pointwise conv reads x as the GEMM's B through aligned vectors: an input at an
+        offset off the vector width would take the column path, slower than an aligned copy."""
+        return not (name == "input" and reads_input_directly(self.spec, self.device, self.tile)
+                    and elements % self.tile.vw)
+
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         s = self.spec
         tile = self.tile
