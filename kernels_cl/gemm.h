@@ -4,9 +4,9 @@
  * into TM * NV vector accumulators:
  *   A(m, k) = a[m * lda + k]     (A_TRANS == 0: a row-major weight)
  *           = a[k * lda + m]     (A_TRANS == 1: a transposed weight, for conv_transpose)
- *   B(k, n) = b[k * ldb + n]     (the workspace, or the input of a pointwise conv:
- *                                 b and ldb multiples of VW elements from a buffer start,
- *                                 so vector loads are aligned; columns past N readable)
+ *   B(k, n) = b[k * ldb + n]     (the workspace, or the input of a pointwise conv at any
+ *                                 element offset: unaligned vector loads; columns past N
+ *                                 readable)
  * The caller's epilogue stores the tile.
  *
  * The reduction over k runs in one fixed order per output element: the same bits every
@@ -31,6 +31,10 @@
 #define CLCONV_CAT(a, b) CLCONV_CAT2(a, b)
 #define VACC CLCONV_CAT(GACC, VW)
 #define TN (VW * NV)
+/* The same vector aligned to one element: B may start at any element offset (a pointwise
+ * conv reads the caller's input, which NumPy places 16 or 64 bytes past a 128-byte boundary);
+ * the loads compile to unaligned vector moves, as fast as aligned ones on aligned data. */
+typedef VACC __attribute__((aligned(sizeof(GACC)))) VACC_U;
 
 inline void gemm_tile(
     const __global GACC* restrict a, const int lda,
@@ -54,7 +58,7 @@ inline void gemm_tile(
     for (int k = 0; k < K; ++k) {
         VACC bv[NV];
 #pragma unroll
-        for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC*)(b + v * VW);
+        for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC_U*)(b + v * VW);
         b += ldb;
 #if A_TRANS
         const __global GACC* ak = a + k * lda;

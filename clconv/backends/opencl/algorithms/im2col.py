@@ -355,16 +355,10 @@ class Im2colKernel(OpenCLKernel):
         self.tile = tile
         self.params = tile.params()
 
-    def accepts_offset(self, name: str, elements: int) -> bool:
-        """A pointwise conv reads x as the GEMM's B through aligned vectors: an input at an
-        offset off the vector width would take the column path, slower than an aligned copy."""
-        return not (name == "input" and reads_input_directly(self.spec, self.device, self.tile)
-                    and elements % self.tile.vw)
-
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         s = self.spec
         tile = self.tile
-        if reads_input_directly(s, self.device, tile) and int(self.buf(x)[1]) % tile.vw == 0:
+        if reads_input_directly(s, self.device, tile):
             self._run_pointwise(queue, tile, x, w, b, y)
             return
         plan = chunk_plan(s, self.device, tile)
