@@ -518,6 +518,8 @@ def is_array(x: Any) -> bool:
 
 def is_device_array(x: Any) -> bool:
     """True for a ``pyopencl.array.Array`` (or subclass)."""
+    if x is None or isinstance(x, np.ndarray):  # the common cases, without walking the MRO
+        return False
     return any(
         c.__module__.startswith("pyopencl") and c.__name__ == "Array" for c in type(x).__mro__
     )
