@@ -65,7 +65,10 @@ def estimate(device: Device) -> DeviceProfile:
     lanes = x.get("native_vector_width_float") or x.get("preferred_vector_width_float") or 4
     if device.kind == "cpu":
         lanes = min(max(int(lanes), 4), 16)
-        return DeviceProfile(cus * clock * lanes * 2 * 2, 10.0 * min(cus, 8), 50.0, "estimated (OpenCL CPU)", 20.0)
+        # A device that runs kernels on the calling thread (PoCL's basic) has no hand-over to
+        # worker threads: ~1 us per launch (PoCL 3.1) where its pthread device takes ~30-50.
+        launch = 2.0 if x.get("runs_on_caller_thread") else 50.0
+        return DeviceProfile(cus * clock * lanes * 2 * 2, 10.0 * min(cus, 8), launch, "estimated (OpenCL CPU)", 20.0)
     if device.kind == "gpu":
         # 64 lanes per compute unit is a middle ground between vendors
         bw = 400.0 if device.memory_bytes >= 8 * 2**30 else 100.0

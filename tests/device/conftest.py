@@ -4,6 +4,13 @@
 equals, or whose name contains, one of the comma-separated words.
 ``CLCONV_REQUIRE_DEVICE=1`` (CI sets it) makes "no usable OpenCL device" a failure
 instead of a skip.
+
+PoCL's basic device (``runs_on_caller_thread``) compiles the same kernels with the same
+compiler as the pthread device of its platform; it differs in how it runs work-groups (one
+after another, on the calling thread). Where its platform has another device under test, it
+gets the modules in ``SIBLING_MODULES`` (the conformance suite's cases over every algorithm,
+and the data-handling behaviour) rather than the whole grid a second time; naming it in
+``CLCONV_TEST_DEVICES`` gives it every test.
 """
 
 from __future__ import annotations
@@ -29,11 +36,23 @@ def selected_devices() -> list[runtime.OpenCLDevice]:
 
 _DEVICES = selected_devices()
 
+SIBLING_MODULES = {"test_conformance", "test_opencl_behaviour"}
+
+
+def _sibling(device: runtime.OpenCLDevice) -> bool:
+    """A PoCL basic device whose platform has another device under test (and that the
+    environment variable did not name)."""
+    if not device.extra.get("runs_on_caller_thread") or os.environ.get(ENV_DEVICES, "").strip():
+        return False
+    platform = device.id.rsplit(":", 1)[0]
+    return any(d is not device and d.id.rsplit(":", 1)[0] == platform for d in _DEVICES)
+
 
 def pytest_generate_tests(metafunc):
     if "cl_device" in metafunc.fixturenames:
-        ids = [d.id for d in _DEVICES] or ["no-opencl-device"]
-        metafunc.parametrize("cl_device_id", ids, scope="session")
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        ids = [d.id for d in _DEVICES if module in SIBLING_MODULES or not _sibling(d)]
+        metafunc.parametrize("cl_device_id", ids or ["no-opencl-device"], scope="session")
 
 
 @pytest.fixture

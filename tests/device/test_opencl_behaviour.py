@@ -430,3 +430,56 @@ def test_pocl_worker_threads_are_pinned_one_per_cpu(cl_device):
     flag, pinned = out.stdout.split(" ", 1)
     assert flag == "1"
     assert pinned.strip() == str(list(range(count))), out.stdout
+
+
+def test_pocl_basic_device_sits_after_the_platforms_other_devices(cl_device):
+    """In a fresh process where PoCL hides no other driver, clconv adds PoCL's basic device
+    (runtime.default_pocl_devices) and lists it last on its platform, so that the
+    multi-threaded device keeps its id; the cost model gives it a launch cost near zero."""
+    facts = (cl_device.extra.get("platform", "") + " " + cl_device.extra.get("platform_vendor", "")).lower()
+    if "pocl" not in facts and "portable computing" not in facts:
+        pytest.skip("PoCL only")
+    env = {k: v for k, v in os.environ.items() if k != "POCL_DEVICES"}
+    probe = {}
+    if not runtime.default_pocl_devices(probe):
+        pytest.skip("this PoCL has other drivers: clconv leaves POCL_DEVICES alone")
+    code = (
+        "import json\n"
+        "from clconv.backends.opencl import runtime\n"
+        "from clconv import costmodel\n"
+        "devs, _ = runtime.enumerate_devices()\n"
+        "print(json.dumps([[d.id, d.name, d.extra['runs_on_caller_thread'],"
+        " costmodel.estimate(d).launch_us] for d in devs]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    rows = json.loads(out.stdout)
+    platform = cl_device.id.rsplit(":", 1)[0] + ":"
+    mine = [r for r in rows if r[0].startswith(platform)]
+    flags = [r[2] for r in mine]
+    assert flags[-1] and not any(flags[:-1]), mine          # basic last, exactly one
+    assert mine[-1][1].startswith("basic") and mine[-1][3] < 10 < mine[0][3]
+
+
+@pytest.mark.parametrize("skew", [0, 4, 2])
+def test_kept_weight_buffers_see_in_place_changes(cl_device, host_path, skew):
+    """A plan keeps the buffer of the weight and bias it was last called with (zero-copy
+    devices): changing those arrays in place, or passing others, changes the result; a
+    weight at an odd byte skew (staged copy, not kept) is copied again on every call."""
+    x, w = _xw(seed=21)
+    b = np.linspace(-1, 1, 6).astype(np.float32)
+    p = clconv.plan("conv2d", x, w, b, padding=1, device=cl_device.id, algorithm="direct")
+    raw = np.zeros(w.nbytes + 256, np.uint8)
+    start = -raw.ctypes.data % 128 + skew
+    wk = raw[start:start + w.nbytes].view(np.float32).reshape(w.shape)
+    wk[...] = w
+    bk = b.copy()
+    for step in range(3):
+        np.testing.assert_allclose(p(x, wk, bk), reference(p.spec, x, wk, bk), rtol=1e-4, atol=1e-4,
+                                   err_msg=f"step {step}")
+        wk *= -0.5
+        bk += 1
+    other = (w * 3).astype(np.float32)
+    np.testing.assert_allclose(p(x, other, b), reference(p.spec, x, other, b), rtol=1e-4, atol=1e-4)

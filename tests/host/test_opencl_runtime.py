@@ -95,3 +95,41 @@ def test_pocl_threads_are_pinned_only_where_every_cpu_is_allowed(monkeypatch, en
     changed = runtime.default_pocl_affinity(env)
     assert env.get("POCL_AFFINITY") == expect
     assert changed == (not given and expect == "1")
+
+
+def _driver_dir(tmp_path, *names):
+    d = tmp_path / "pocl"
+    d.mkdir()
+    for n in names:
+        (d / f"libpocl-devices-{n}.so").write_bytes(b"")
+    return [d]
+
+
+@pytest.mark.parametrize(
+    "env, drivers, expect",
+    [
+        ({}, ("basic", "pthread"), "basic pthread"),      # a CPU-only PoCL: add basic
+        ({}, (), "basic pthread"),                        # built-in drivers only (pip's wheel)
+        ({}, ("basic", "pthread", "cuda"), None),         # naming drivers would hide PoCL-CUDA
+        ({}, ("pthread", "level0"), None),
+        ({"POCL_DEVICES": "pthread"}, ("basic", "pthread"), "pthread"),  # the caller's choice stands
+        ({"CLCONV_POCL_BASIC": "0"}, ("basic", "pthread"), None),        # switched off
+    ],
+)
+def test_pocl_basic_device_is_added_only_where_it_hides_nothing(tmp_path, env, drivers, expect):
+    env = dict(env)
+    given = "POCL_DEVICES" in env
+    changed = runtime.default_pocl_devices(env, _driver_dir(tmp_path, *drivers))
+    assert env.get("POCL_DEVICES") == expect
+    assert changed == (not given and expect is not None)
+
+
+def test_pocl_driver_folders_come_from_icd_files(tmp_path):
+    lib = tmp_path / "lib"
+    (lib / "pocl").mkdir(parents=True)
+    icd = tmp_path / "vendors"
+    icd.mkdir()
+    (icd / "pocl.icd").write_text(str(lib / "libpocl.so.2") + "\n")
+    (icd / "other.icd").write_text("/nowhere/libOther.so\n")
+    dirs = runtime._pocl_driver_dirs({"OCL_ICD_VENDORS": str(icd)})
+    assert lib / "pocl" in dirs

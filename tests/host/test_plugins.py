@@ -37,6 +37,13 @@ class _OnlyConv2d(Algorithm):
     def prepare(self, spec, device):
         return _NegatingKernel(spec, device, self)
 
+    def cost(self, spec, device):
+        """No launches and full efficiency: the cheapest candidate on any small call, so
+        that an unpinned call shows whether the dispatcher sees this backend at all."""
+        from clconv.costmodel import Cost
+
+        return Cost(spec.flops, 0, 0, 1.0)
+
 
 def make_backend(name: str) -> Backend:
     class Fake(Backend):
@@ -75,7 +82,7 @@ def test_plugin_defined_in_a_test_is_found_through_the_hook(fresh_host):
     assert "fakegpu" in clconv.list_backends()
     x = np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((3, 2, 3, 3)).astype(np.float32)
-    # gpu ranks above the host cpu: the dispatcher routes to the fake backend unpinned
+    # predicted cheapest (no launches): the dispatcher routes to the fake backend unpinned
     expl = clconv.explain("conv2d", x, w)
     assert expl.chosen.backend == "fakegpu"
     out = clconv.conv2d(x, w)

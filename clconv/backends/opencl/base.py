@@ -109,10 +109,8 @@ class HostView:
 def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int) -> np.ndarray:
     """An uninitialized C-contiguous array whose data starts at a multiple of ``align`` bytes."""
     dtype = np.dtype(dtype)
-    nbytes = max(math.prod(shape) * dtype.itemsize, 1)
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+    raw = np.empty(max(math.prod(shape) * dtype.itemsize, 1) + align, dtype=np.uint8)
+    return np.ndarray(shape, dtype, buffer=raw, offset=-raw.ctypes.data % align)
 
 
 def _device_array(name: str, arr: Any, ctx: Any, queue: Any, dtype: str) -> Any:
@@ -242,10 +240,23 @@ class OpenCLKernel(Kernel):
             return HostView(queue, buf, host)
 
         coherent = getattr(self.device, "host_coherent", False)
+        # The weight and bias are usually the same arrays call after call: their buffers are
+        # kept (with a reference to the array, so that its memory stays put) and reused while
+        # the caller passes the same object; any other array gets a new one.
+        views = self.__dict__.setdefault("_views", {})
 
         def source(name: str, arr: Any) -> Any:
             if is_device_array(arr):
                 return _device_array(name, arr, ctx, queue, spec.dtype)
+            kept = views.get(name)
+            if kept is not None and kept[0] is arr and kept[1].queue.int_ptr == queue.int_ptr:
+                return kept[1]
+            view_ = _zero_copy_source(name, arr)
+            if name != "input" and view_.host is arr:  # in place, not a staged copy
+                views[name] = (arr, view_)
+            return view_
+
+        def _zero_copy_source(name: str, arr: Any) -> Any:
             if isinstance(arr, np.ndarray) and arr.dtype == spec.dtype and arr.flags.c_contiguous and arr.size:
                 addr = arr.ctypes.data
                 skew = addr % align
