@@ -13,6 +13,7 @@ asymmetric padding as (before, after) pairs, ``padding="same"`` at any stride
 from __future__ import annotations
 
 import math
+from functools import cached_property
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -407,17 +408,17 @@ class ConvSpec:
     def out_per_group(self) -> int:
         return self.out_channels // self.groups
 
-    @property
+    @cached_property  # read on every call of a cached plan
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_channels, *self.in_size)
 
-    @property
+    @cached_property  # read on every call of a cached plan
     def weight_shape(self) -> tuple[int, ...]:
         if self.transposed:
             return (self.in_channels, self.out_per_group, *self.kernel)
         return (self.out_channels, self.in_per_group, *self.kernel)
 
-    @property
+    @cached_property  # read on every call of a cached plan
     def output_shape(self) -> tuple[int, ...]:
         return (self.batch, self.out_channels, *self.out_size)
 

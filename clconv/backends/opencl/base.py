@@ -28,6 +28,7 @@ from . import runtime
 from .runtime import OpenCLDevice, cl, cl_array
 
 INT32_MAX = 2**31 - 1
+_I32_0 = np.int32(0)
 
 #: Local work size of 1-D launches when an algorithm does not choose its own.
 DEFAULT_LOCAL = 64
@@ -181,7 +182,7 @@ class OpenCLKernel(Kernel):
             return np.empty(spec.output_shape, dtype=spec.dtype)
         # Host data goes through staging buffers that live as long as the kernel: a
         # cached plan then makes no device allocations per call, only the copies.
-        lock = self.__dict__.setdefault("_stage_lock", threading.Lock())
+        lock = self.__dict__.get("_stage_lock") or self.__dict__.setdefault("_stage_lock", threading.Lock())
         with lock:
             return self._compute(queue, on_device, input, weight, bias, out)
 
@@ -352,15 +353,15 @@ class OpenCLKernel(Kernel):
         if fixed is None:
             fixed = memo[key] = self._launch_setup(queue.context, b is not None)  # type: ignore[attr-defined]
         prog, name, gsize, local, tail = fixed
-        args = [*self.buf(x), *self.buf(w)]
-        args += [*self.buf(b)] if b is not None else [None, np.int32(0)]
-        args += [*self.buf(y), *tail]
-        runtime.launch(queue, prog, name, gsize, local, *args)
+        buf = self.buf
+        runtime.launch(queue, prog, name, gsize, local, *buf(x), *buf(w),
+                       *(buf(b) if b is not None else (None, _I32_0)), *buf(y), *tail)
 
     @staticmethod
     def buf(arr: Any) -> tuple[Any, np.int32]:
         """(buffer, element offset) of a pyopencl array, as kernel arguments."""
-        return arr.base_data, np.int32(arr.offset // arr.dtype.itemsize)
+        off = arr.offset
+        return arr.base_data, _I32_0 if off == 0 else np.int32(off // arr.dtype.itemsize)
 
     def program(self, ctx: Any, filename: str, defines: dict[str, Any]) -> Any:
         """The built program of ``filename`` with ``defines`` in ``ctx``, memoized on this kernel

@@ -141,6 +141,9 @@ class OpenCLDevice(Device):
 
     @property
     def queue(self) -> Any:
+        q = self._queue
+        if q is not None:  # set once, never replaced: no lock on the hot path
+            return q
         ctx = self.context
         with self._lock:
             if self._queue is None:
@@ -223,9 +226,12 @@ class OpenCLDevice(Device):
         a host pointer behind the scenes on every launch). ``CLCONV_ZERO_COPY=0`` turns
         it off.
         """
-        if self.kind != "cpu" or os.environ.get("CLCONV_ZERO_COPY", "1").strip().lower() in _OFF:
-            return 0
-        return max(64, int(self.extra.get("mem_base_addr_align_bytes", 128)))
+        raw = os.environ.get("CLCONV_ZERO_COPY", "1")
+        memo = self.__dict__.get("_zero_copy")
+        if memo is None or memo[0] != raw:  # read on every call: parsed once per value
+            on = self.kind == "cpu" and raw.strip().lower() not in _OFF
+            memo = self.__dict__["_zero_copy"] = (raw, max(64, int(self.extra.get("mem_base_addr_align_bytes", 128))) if on else 0)
+        return memo[1]
 
     @property
     def host_coherent(self) -> bool:
