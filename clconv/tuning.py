@@ -332,9 +332,10 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
     tunable algorithm (``Algorithm.variants``) whose trial came within :data:`VARIANT_MARGIN`
     of the fastest is prepared and warmed up too: those builds (a kernel compile each, seconds
     when not cached; algorithms offer a handful) are not charged to the budget. Then the timed
-    calls are interleaved (one call of every candidate and variant per round, in a new random
-    order each round: a call right after another runtime's runs slower while that runtime's
-    worker threads still spin, 20-40% for PoCL after OpenBLAS or OpenVINO; ``rounds`` rounds,
+    calls are interleaved (one timed call of every candidate and variant per round, right after
+    an untimed one, in a new random order each round: a call right after another runtime's
+    runs slower while that runtime's worker threads still spin, 20-40% for PoCL after OpenBLAS
+    or OpenVINO, and after other kernels PoCL may reload a work-group function; ``rounds`` rounds,
     at least three when the budget runs out first, and more, up to :data:`MAX_ROUNDS`, until the
     timed calls add up to :data:`TIMED_TARGET_S` for sub-millisecond specs), so that a change in machine load between them cannot decide
     the ranking; the median of each one's rounds is its time, and a candidate's time is that of
@@ -353,6 +354,12 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
         return time.perf_counter() - start - uncharged
 
     def call(kernel: Any) -> float:
+        # Two calls back to back, the second timed: the first absorbs the switch from the
+        # previous candidate. Timed alone, a tiny layer on PoCL's basic device measured
+        # 70-80 us instead of its steady 15-20 in most processes (the switch cost is not
+        # fully explained: a profile shows PoCL's work-group-function loader, dlopen and
+        # dlclose, at work; runs of different layers one after another do not show it).
+        _sync(kernel(x, w, b))
         t = time.perf_counter()
         _sync(kernel(x, w, b))
         return time.perf_counter() - t
