@@ -19,14 +19,14 @@ def _geomean(xs: list[float]) -> float:
 
 def bench(d: dict) -> str:
     others = list(d.get("compare") or [])
-    head = ["layer", "GFLOP", "clconv ms", "GFLOP/s", "% peak", "algorithm"]
+    head = ["layer", "GFLOP", "clconv ms", "GFLOP/s", "% peak", "device, algorithm"]
     for o in others:
         head += [f"{o} ms", f"clconv / {o}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in d["results"]:
         row = [r["layer"], f"{r['gflop']:.3f}", f"{r['clconv_s'] * 1e3:.3f}", f"{r['gflops']:.1f}",
-               f"{r['peak_pct']:.0f}", r["algorithm"]]
+               f"{r['peak_pct']:.0f}", f"{r['device']} {r['algorithm']}" if r.get("device") else r["algorithm"]]
         for o in others:
             t = r["others_s"].get(o)
             ratio = r["ratios"].get(o)
