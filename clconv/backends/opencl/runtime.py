@@ -243,9 +243,9 @@ class OpenCLDevice(Device):
         enqueue per call (~12 us on PoCL). A driver that keeps its own copy (Oclgrind) fails
         the probe and keeps the map.
         """
-        with self._lock:
-            if self._host_coherent is not None:
-                return self._host_coherent
+        known = self._host_coherent
+        if known is not None:  # probed once, never changed: no lock on the hot path
+            return known
         ok = False
         try:
             ctx = self.context
@@ -630,6 +630,15 @@ def launch(queue: Any, program: Any, name: str, global_size: Sequence[int], loca
     costly); a kernel's arguments are shared state, so setting them and
     enqueueing happen under a per-kernel lock.
     """
+    knl, lock = kernel_object(program, name, args)
+    with lock:
+        knl.set_args(*args)
+        return cl.enqueue_nd_range_kernel(queue, knl, tuple(global_size), None if local_size is None else tuple(local_size))
+
+
+def kernel_object(program: Any, name: str, args: Sequence[Any]) -> tuple[Any, threading.Lock]:
+    """The shared kernel object ``name`` of ``program`` and the lock that guards its arguments
+    (made on first use, with scalar argument types taken from ``args``)."""
     key = (program.int_ptr, name)
     with _programs_lock:
         entry = _kernels.get(key)
@@ -640,10 +649,7 @@ def launch(queue: Any, program: Any, name: str, global_size: Sequence[int], loca
             knl.set_scalar_arg_dtypes([a.dtype if isinstance(a, np.generic) else None for a in args])
             entry = (knl, threading.Lock())
             _kernels[key] = entry
-    knl, lock = entry
-    with lock:
-        knl.set_args(*args)
-        return cl.enqueue_nd_range_kernel(queue, knl, tuple(global_size), None if local_size is None else tuple(local_size))
+    return entry
 
 
 # ------------------------------------------------------------------ data
