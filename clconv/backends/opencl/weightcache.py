@@ -34,7 +34,7 @@ from ...backend import Device
 from ...errors import ConvValueError, UnsupportedError
 from ...spec import ConvSpec, is_device_array
 from . import runtime
-from .base import OpenCLAlgorithm, OpenCLKernel
+from .base import OpenCLAlgorithm, OpenCLKernel, host_address
 from .runtime import cl
 
 #: At most this many prepared weights per kernel object, and at most this many bytes of them
@@ -124,7 +124,7 @@ def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if _MEMCMP is not None:
-        return a.nbytes == 0 or _MEMCMP(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
+        return a.nbytes == 0 or _MEMCMP(host_address(a), host_address(b), a.nbytes) == 0
     bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
     return bool((a.reshape(-1).view(bits) == b.reshape(-1).view(bits)).all())
 
