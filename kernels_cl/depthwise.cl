@@ -23,7 +23,8 @@
  *     float16 is converted with integer arithmetic there (vectorizable), not
  *     with vload_half/vstore_half_rte, which PoCL leaves as calls.
  *     Launch: global (round_up(OD * (OH / RH) * ceil(OW / WCH), LX), N * C_in * MULT / MB),
- *     local (LX, 1); the local buffer holds LX * KD * JR * SW * WPMAX elements of ACC,
+ *     local (LX, LY) (LY > 1 takes several channels per group when a plane has few
+ *     work-items); the local buffer holds LX * LY * KD * JR * SW * WPMAX elements of ACC,
  *     and the last argument is DW again (see `tap` in the kernel).
  *   0 (GPUs): a work-item computes VW adjacent outputs along W, so adjacent
  *     work-items read adjacent inputs (coalesced). Zero padding is a select on
@@ -183,7 +184,7 @@ __kernel void conv_depthwise(
     const int ow_begin = wc * WCH;
     const int nout = min(OW - ow_begin, WCH);
     const int wp = (nout + VECW - 1) / VECW * VECW + QMAX;
-    __local ACC* const stage = xs + get_local_id(0) * (KD * JR * SW * WPMAX);
+    __local ACC* const stage = xs + (get_local_id(1) * get_local_size(0) + get_local_id(0)) * (KD * JR * SW * WPMAX);
     const int base = SW * ow_begin - PW;
     /* elements [ilo, ihi) read inside the input row in every phase */
     const int ilo = min(wp, base >= 0 ? 0 : (SW - 1 - base) / SW);

@@ -87,7 +87,7 @@ class Tile:
         kd = spatial3(spec.kernel, 1)[0]
         sw = spatial3(spec.stride, 1)[2]
         acc = 8 if spec.dtype == "float64" else 4
-        return self.local[0] * kd * self.stage_rows(spec) * sw * self.stage_width(spec) * acc
+        return self.local[0] * self.local[1] * kd * self.stage_rows(spec) * sw * self.stage_width(spec) * acc
 
 
 def _divisor(n: int, options: tuple[int, ...]) -> int:
@@ -100,8 +100,10 @@ def _fit(tile: Tile, spec: ConvSpec, device: Device) -> Tile | None:
     limit = int(getattr(device, "local_mem_bytes", 0) or 0)
     t = tile
     while limit and t.local_bytes(spec) > limit:
-        lx, rh, wch = t.local[0], t.rh, t.wch
-        if lx > 1:
+        lx, ly, rh, wch = t.local[0], t.local[1], t.rh, t.wch
+        if ly > 1:
+            t = Tile(True, rh, t.mb, wch, local=(lx, ly // 2, 1))
+        elif lx > 1:
             t = Tile(True, rh, t.mb, wch, local=(lx // 2, 1, 1))
         elif rh > 1:
             oh = spatial3(spec.out_size, 1)[1]
@@ -141,7 +143,15 @@ def choose_tile(spec: ConvSpec, device: Device) -> Tile:
                and 2 * lx * mb * rh * wch <= TARGET_GROUP_OUTPUTS
                and 2 * lx * one.local_bytes(spec) <= GROUP_STAGE_BYTES):
             lx *= 2
-        fitted = _fit(Tile(True, rh, mb, wch, local=(lx, 1, 1)), spec, device)
+        # Small planes (fewer items than a group holds): the group takes several planes
+        # (channels) too, so that the per-group cost is paid fewer times.
+        planes = spec.batch * spec.in_channels * (mult // mb)
+        ly = 1
+        while (lx * ly < 8 and planes % (2 * ly) == 0 and 2 * lx * ly <= cap
+               and 2 * lx * ly * mb * rh * wch <= TARGET_GROUP_OUTPUTS
+               and 2 * lx * ly * one.local_bytes(spec) <= GROUP_STAGE_BYTES):
+            ly *= 2
+        fitted = _fit(Tile(True, rh, mb, wch, local=(lx, ly, 1)), spec, device)
         if fitted is not None:
             return fitted
     vw = 4 if ow >= 16 else 1
@@ -155,6 +165,8 @@ def choose_tile(spec: ConvSpec, device: Device) -> Tile:
 
 
 class DepthwiseKernel(OpenCLKernel):
+    ONE_LAUNCH = True
+
     tile: Tile
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
