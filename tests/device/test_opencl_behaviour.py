@@ -486,3 +486,99 @@ def test_kept_weight_buffers_see_in_place_changes(cl_device, host_path, skew):
         bk += 1
     other = (w * 3).astype(np.float32)
     np.testing.assert_allclose(p(x, other, b), reference(p.spec, x, other, b), rtol=1e-4, atol=1e-4)
+
+
+_ONE_LAUNCH_CASES = [
+    ("direct", "conv2d", (1, 4, 9, 9), (6, 4, 3, 3), {"padding": 1}),
+    ("direct-blocked", "conv2d", (2, 8, 8, 8), (16, 8, 3, 3), {"padding": 1}),
+    ("direct-blocked", "conv1d", (1, 8, 16), (8, 8, 3), {"padding": 1}),
+    ("depthwise", "conv2d", (1, 8, 7, 7), (8, 1, 3, 3), {"padding": 1, "groups": 8}),
+]
+
+
+@pytest.mark.parametrize("alg,fn,xs,ws,params", _ONE_LAUNCH_CASES)
+def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, monkeypatch):
+    """After a first in-place call, a one-launch kernel runs repeated host calls with the same
+    weight and bias through its fast path (OpenCLKernel._make_fast): fresh inputs and inputs
+    at an element skew give the reference result without the general path; any other input
+    (read-only, strided, another dtype or shape, another weight, ``out=``) takes the general
+    path, with its checks and errors."""
+    if not (cl_device.zero_copy_align and cl_device.host_coherent):
+        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    p = clconv.plan(fn, x, w, b, device=cl_device.id, algorithm=alg, **params)
+    kernel = p.kernel
+    general = []
+    real = type(kernel)._compute
+    monkeypatch.setattr(type(kernel), "_compute", lambda self, *a: general.append(1) or real(self, *a))
+
+    def check(xi, wi=w, bi=b, **kw):
+        np.testing.assert_allclose(p(xi, wi, bi, **kw), reference(p.spec, xi, wi, bi), rtol=1e-4, atol=1e-4)
+
+    check(x)
+    assert "_fast" in kernel.__dict__ and general == [1]
+    for i in range(3):  # new arrays each call, as a network passes them
+        check(rng.standard_normal(xs).astype(np.float32))
+    check(_misaligned(x + 1, 128))  # 4 bytes past some boundary: the aligned-address-below buffer
+    assert general == [1], "fresh C-contiguous inputs must take the fast path"
+    ro = x.copy()
+    ro.flags.writeable = False
+    strided = np.repeat(x, 2, axis=-1)[..., ::2]
+    check(ro)
+    check(strided)
+    check(x, w.copy())
+    check(x, out=np.full(p.spec.output_shape, np.nan, np.float32))
+    assert len(general) == 5
+    with pytest.raises(TypeError, match="input"):
+        p(x.astype(np.float64), w, b)
+    with pytest.raises(ValueError, match="input has shape"):
+        p(x[..., :-1].copy(), w, b)
+    assert not np.isnan(x).any()
+
+
+def test_fast_path_under_threads(cl_device):
+    """Threads sharing one plan on the fast path each get their own result."""
+    import concurrent.futures
+
+    if not (cl_device.zero_copy_align and cl_device.host_coherent):
+        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    x, w = _xw(seed=32, xs=(1, 8, 8, 8), ws=(8, 8, 3, 3))
+    p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm="direct-blocked")
+    p(x, w)
+    inputs = [x * (i + 1) for i in range(16)]
+    exact = [reference(p.spec, xi, w, None) for xi in inputs]
+
+    def work(i):
+        return [p(inputs[i], w) for _ in range(10)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(16)))
+    for i, runs in enumerate(results):
+        for y in runs:
+            np.testing.assert_allclose(y, exact[i], rtol=1e-4, atol=1e-3)
+
+
+def test_fast_path_argument_setter_without_pyopencl_internals(cl_device, monkeypatch):
+    """Where pyopencl lacks the calls the packed argument setter uses, its set_args is used:
+    the same results either way."""
+    from clconv.backends.opencl import base
+
+    if not (cl_device.zero_copy_align and cl_device.host_coherent):
+        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+
+    calls = []
+
+    class Plain:  # a kernel object with set_args only
+        def __init__(self, knl):
+            self.set_args = lambda *a: calls.append(1) or knl.set_args(*a)
+
+    real = base._arg_setter
+    monkeypatch.setattr(base, "_arg_setter", lambda knl, *a: real(Plain(knl), *a))
+    x, w = _xw(seed=33, xs=(1, 8, 7, 7), ws=(8, 1, 3, 3))
+    p = clconv.plan("conv2d", x, w, padding=1, groups=8, device=cl_device.id, algorithm="depthwise")
+    for i in range(3):
+        np.testing.assert_allclose(p(x + i, w), reference(p.spec, x + i, w, None), rtol=1e-4, atol=1e-4)
+    assert "_fast" in p.kernel.__dict__ and len(calls) == 2  # the two calls after the first

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -166,10 +167,58 @@ class WorkspacePool:
             return [e[2] for e in self._entries.values() if e[2] is not None]
 
 
+def _arg_setter(knl: Any, w_args: tuple, b_args: tuple, tail: tuple) -> Any:
+    """``set(x_buffer, x_offset, y_buffer)``: sets every argument of a one-launch kernel
+    (:meth:`OpenCLKernel.launch_buffers`: x, w, b, y with their element offsets, then
+    ``tail``), w, b and ``tail`` fixed.
+
+    pyopencl's generated ``set_args`` costs ~1.2 us for a dozen arguments; the two calls
+    it is made of (``_set_arg_multi`` for memory objects, ``_set_arg_buf_multi`` for
+    packed scalars), with the fixed scalars packed once here, ~0.2. Where this pyopencl
+    lacks them, or an argument is of another kind, ``set_args`` it is."""
+    fixed_mem: tuple = (2, w_args[0], 4, b_args[0])  # memory objects, None and local memory
+    fixed_scalars: tuple = ()
+    plain = True
+    for i, v in ((3, w_args[1]), (5, b_args[1]), (7, _I32_0), *enumerate(tail, start=8)):
+        if isinstance(v, np.generic):
+            fixed_scalars += (i, v.tobytes())
+        elif v is None or isinstance(v, (cl.MemoryObjectHolder, cl.LocalMemory)):
+            fixed_mem += (i, v)
+        else:
+            plain = False
+    if not (plain and hasattr(knl, "_set_arg_multi") and hasattr(knl, "_set_arg_buf_multi")):
+        def set_generic(xb: Any, x_off: int, yb: Any) -> None:
+            knl.set_args(xb, np.int32(x_off), *w_args, *b_args, yb, _I32_0, *tail)
+        return set_generic
+
+    set_mem, set_scalars = knl._set_arg_multi, knl._set_arg_buf_multi
+    packed: dict[int, bytes] = {}  # x offset -> its packed bytes (a handful of values)
+
+    def set_packed(xb: Any, x_off: int, yb: Any) -> None:
+        off = packed.get(x_off)
+        if off is None:
+            off = packed[x_off] = np.int32(x_off).tobytes()
+        set_mem((0, xb, 6, yb, *fixed_mem))
+        set_scalars((1, off, *fixed_scalars))
+    return set_packed
+
+
 class OpenCLKernel(Kernel):
     """Moves data to the device, calls :meth:`run`, and returns the result in the caller's form."""
 
     device: OpenCLDevice
+
+    #: :meth:`run` is exactly one :meth:`launch_buffers` (direct, direct-blocked, depthwise):
+    #: such kernels get the fast path of :meth:`_make_fast` for repeated host calls.
+    ONE_LAUNCH = False
+
+    def __call__(self, input: Any, weight: Any, bias: Any = None, out: Any = None) -> Any:
+        fast = self.__dict__.get("_fast")
+        if fast is not None and out is None:
+            result = fast(input, weight, bias)
+            if result is not None:
+                return result
+        return super().__call__(input, weight, bias, out)
 
     def context_for(self, queue: Any) -> Any:
         return queue.context
@@ -310,6 +359,10 @@ class OpenCLKernel(Kernel):
                 self.run(queue, x, w, b, y)
                 if coherent:
                     queue.finish()
+                    if (self.ONE_LAUNCH and out is None and "_fast" not in self.__dict__
+                            and queue is self.device.queue and views.get("weight", (None,))[0] is weight
+                            and (bias is None or views.get("bias", (None,))[0] is bias)):
+                        self.__dict__["_fast"] = self._make_fast(queue, align, weight, bias)
                 else:
                     # Mapping the output waits for the kernels and makes their writes visible
                     # to the host (OpenCL's rule for host pointers).
@@ -325,6 +378,69 @@ class OpenCLKernel(Kernel):
             out[...] = result
             return out
         return result
+
+    def _make_fast(self, queue: Any, align: int, weight: np.ndarray, bias: np.ndarray | None) -> Any:
+        """The fast path of a one-launch kernel on a host-coherent zero-copy device, made after
+        a first call that ran in place: while the caller passes the same weight and bias
+        objects, a C-contiguous NumPy input of the spec's dtype and no ``out``, a call is two
+        host-pointer buffers, an aligned output, one launch and a wait, with every constant
+        worked out here once. It returns None (the caller takes the general path, which
+        makes every check and raises the errors) for anything else. A small layer on PoCL's
+        basic device: 12-18 us per call on the general path, ~5 through this one; the
+        launch itself is ~1.6 (``benchmarks/overhead.py``)."""
+        spec = self.spec
+        knl, lock, gsize, local, tail = self._launch[(queue.context.int_ptr, bias is not None)]
+        views = self._views
+        w_args = self.buf(views["weight"][1])
+        b_args = self.buf(views["bias"][1]) if bias is not None else (None, _I32_0)
+        dtype = np.dtype(spec.dtype)
+        itemsize = dtype.itemsize
+        in_shape, w_shape, out_shape = spec.input_shape, spec.weight_shape, spec.output_shape
+        # a C-contiguous array's strides (any other layout takes the general path)
+        in_strides = tuple(itemsize * math.prod(in_shape[i + 1:]) for i in range(len(in_shape)))
+        out_n = math.prod(out_shape)
+        pad = -(-align // itemsize)
+        ctx = queue.context
+        ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+        rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
+        buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
+        from_buffer, addressof, c_char = ctypes.c_char.from_buffer, ctypes.addressof, ctypes.c_char
+        environ, zero_copy = os.environ, os.environ.get("CLCONV_ZERO_COPY", "1")
+        name = f"{self.algorithm.id} on {self.device.id}"
+        set_args = _arg_setter(knl, w_args, b_args, tail)
+
+        def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
+            if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
+                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape
+                    or environ.get("CLCONV_ZERO_COPY", "1") != zero_copy):
+                return None
+            try:
+                addr = addressof(from_buffer(x))
+            except (TypeError, ValueError, BufferError):  # read-only: the general path
+                return None
+            skew = addr % align
+            if skew == 0:
+                xb = buffer(ctx, ro, hostbuf=x)
+            elif skew % itemsize == 0:  # as in _compute_in_place: the aligned address below
+                xb = buffer(ctx, ro, hostbuf=(c_char * (x.nbytes + skew)).from_address(addr - skew))
+            else:
+                return None
+            raw = np.empty(out_n + pad, dtype)
+            start = (-addressof(from_buffer(raw)) % align) // itemsize
+            result = raw[start:start + out_n].reshape(out_shape)
+            yb = buffer(ctx, rw, hostbuf=result)
+            try:
+                try:
+                    with lock:
+                        set_args(xb, skew // itemsize, yb)
+                        enqueue(queue, knl, gsize, local)
+                finally:
+                    finish()  # no kernel may still read or write the caller's memory
+            except error as exc:
+                raise runtime.device_error(name, exc) from exc
+            return result
+
+        return fast
 
     def _stage(self, queue: Any, name: str, host: Any) -> Any:
         """This kernel's device buffer for ``name`` in the queue's context, filled from ``host``."""

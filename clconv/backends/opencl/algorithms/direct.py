@@ -22,6 +22,8 @@ _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
 class DirectKernel(OpenCLKernel):
+    ONE_LAUNCH = True
+
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         self.launch_buffers(queue, x, w, b, y)
 

@@ -297,6 +297,8 @@ def span(spec: ConvSpec, block: Block) -> int:
 
 
 class DirectBlockedKernel(OpenCLKernel):
+    ONE_LAUNCH = True
+
     block: Block
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
