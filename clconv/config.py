@@ -53,8 +53,12 @@ class Settings:
     tune_budget: float = 2.0
 
     def key(self) -> tuple[Any, ...]:
-        """What a memoized plan depends on."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("strict", "tune_budget"))
+        """What a memoized plan depends on (worked out once per Settings: every API call asks)."""
+        k = self.__dict__.get("_key")
+        if k is None:
+            k = tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("strict", "tune_budget"))
+            self.__dict__["_key"] = k  # a frozen dataclass: past __setattr__, outside eq and hash
+        return k
 
     def disabled(self, backend: str, algorithm: str) -> bool:
         return any(d in (backend, algorithm, f"{backend}/{algorithm}") for d in self.disable)
@@ -140,6 +144,9 @@ _current: Settings | None = None
 def current() -> Settings:
     """The settings in force (read from the environment on first use)."""
     global _current
+    s = _current
+    if s is not None:  # replaced whole, never mutated: no lock once set
+        return s
     with _lock:
         if _current is None:
             _current = from_environment()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from functools import cached_property
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -407,6 +407,19 @@ class ConvSpec:
     @property
     def out_per_group(self) -> int:
         return self.out_channels // self.groups
+
+    def __hash__(self) -> int:
+        # Every cached call hashes its spec (plan lookup): the field tuple's hash, kept
+        # once worked out (dropped when pickled: string hashes differ between processes).
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        return h
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
 
     @cached_property  # read on every call of a cached plan
     def input_shape(self) -> tuple[int, ...]:
