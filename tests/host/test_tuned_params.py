@@ -303,9 +303,18 @@ def test_im2col_variants_are_few_valid_and_start_with_the_default(profile):
 
 
 def test_im2col_default_variants_on_avx512():
-    spec = ConvSpec.from_shapes("conv", (8, 256, 14, 14), (256, 256, 1, 1))
+    def first(spec):
+        return im2col.Im2col().describe_params(im2col.Im2col().variants(spec, DEVICES["avx512"])[0])
+
+    spec = ConvSpec.from_shapes("conv", (8, 256, 28, 28), (256, 256, 1, 1))
     texts = [im2col.Im2col().describe_params(v) for v in im2col.Im2col().variants(spec, DEVICES["avx512"])]
     assert texts[0] == "8x32 (VW 16 x NV 2), local 1x8"
+    assert "7x32 (VW 16 x NV 2), local 1x7" in texts  # measured faster on small images: tunable
+    # the Y^T GEMM of a small image whose positions 7 divides: 7-row tiles (SMALL_IMAGE)
+    assert first(ConvSpec.from_shapes("conv", (8, 256, 14, 14), (256, 256, 1, 1))) == "7x32 (VW 16 x NV 2), local 1x7"
+    assert first(ConvSpec.from_shapes("conv", (1, 2048, 7, 7), (512, 2048, 1, 1))) == "7x32 (VW 16 x NV 2), local 1x7"
+    assert first(ConvSpec.from_shapes("conv", (1, 256, 8, 8), (256, 256, 1, 1))) == "8x32 (VW 16 x NV 2), local 1x8"
+    assert first(ConvSpec.from_shapes("conv", (1, 256, 14, 14), (256, 256, 3, 3))) == "8x32 (VW 16 x NV 2), local 1x8"
     assert "12x32 (VW 16 x NV 2), local 1x8" not in texts  # spills (module doc)
     tiny = ConvSpec.from_shapes("conv", (1, 3, 8, 8), (4, 3, 3, 3))
     assert all(v["tm"] <= 4 for v in im2col.Im2col().variants(tiny, DEVICES["avx512"])[1:])
