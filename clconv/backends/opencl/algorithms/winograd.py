@@ -22,8 +22,8 @@ wasted tiles of tiny phase images (DeepLab's dilation 12 on 33x33: 5x5 phases, 3
 the zero margins of their workspace rows are counted.
 
 Chunks are whole images, or tile rows of one image, kept under :data:`CHUNK_BYTES` (so that V and
-M stay in cache from one kernel to the next; 2-8 MiB measured alike, 64 MiB 20-40% slower on the
-112x112 layer) and under :data:`WORKSPACE_BUDGET`. The workspace is allocated once per queue and
+M stay in cache from one kernel to the next, while each chunk's four launches are few) and under
+:data:`WORKSPACE_BUDGET`. The workspace is allocated once per queue and
 reused by every kernel of the algorithm (:class:`WorkspacePool`). The reduction order is fixed:
 the same bits run after run.
 
@@ -69,8 +69,13 @@ from ..weightcache import CachedWeightKernel, FilterEntry
 #: tests can shrink it and force chunking).
 WORKSPACE_BUDGET = 64 * 2**20
 
-#: Chunks are kept about this small so that V and M stay in cache between the kernels.
-CHUNK_BYTES = 4 * 2**20
+#: Chunks are kept about this small so that V and M stay in cache between the kernels; each
+#: chunk costs four launches (~20-40 us each on PoCL's pthread device). Measured (PoCL 3.1,
+#: Zen 5, 2 cores, ms, medians of 21 interleaved rounds, chunk bound 4 / 8 / 16 / 32 MiB):
+#: ResNet-50 3x3-56 0.443 / 0.389 / 0.381 / - (2 / 1 / 1 chunks); VGG 3x3-112 3.76 / 3.45 /
+#: 3.32 / - and, in another run, - / 2.79 / 2.57 / 2.96 (4 / 2 / 1 chunks: one chunk spills
+#: the cache); DeepLab d=2 3.62 / 3.28 / 3.00, d=6 (F(2x2)) 3.44 / 3.15 / 3.33 / 3.49.
+CHUNK_BYTES = 16 * 2**20
 
 #: Local sizes: filter transform and padded copy (1-D), input transform (channels, tile blocks),
 #: output transform (channel vectors, tile blocks), GEMM (tile blocks per work-group, at most).
