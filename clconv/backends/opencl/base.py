@@ -386,8 +386,9 @@ class OpenCLKernel(Kernel):
         host-pointer buffers, an aligned output, one launch and a wait, with every constant
         worked out here once. It returns None (the caller takes the general path, which
         makes every check and raises the errors) for anything else. A small layer on PoCL's
-        basic device: 12-18 us per call on the general path, ~5 through this one; the
-        launch itself is ~1.6 (``benchmarks/overhead.py``)."""
+        basic device: 12-18 us per call on the general path, 6-12 through this one, of which
+        the launch (with the kernel's own work, there on the calling thread) is 2-6
+        (``benchmarks/overhead.py``)."""
         spec = self.spec
         knl, lock, gsize, local, tail = self._launch[(queue.context.int_ptr, bias is not None)]
         views = self._views

@@ -357,7 +357,7 @@ def default_pocl_devices(environ: Any = None, driver_dirs: Sequence[Path] | None
     them: ~30 us per launch on a 2-vCPU VM, most of a small convolution's time. Its
     ``basic`` device runs kernels on the calling thread: ~1 us per launch, one core. With
     both, the dispatcher sends each convolution to the faster one (small layers to
-    ``basic``, measured 12-18 us per call against 35-55 us). PoCL enables ``basic`` only when
+    ``basic``, measured 6-12 us per call against 33-76 us). PoCL enables ``basic`` only when
     ``POCL_DEVICES`` names it, and naming drivers there drops those not named, so this sets
     ``POCL_DEVICES="basic pthread"`` only where PoCL has no other driver installed (any
     ``libpocl-devices-*.so`` but these two leaves it unset), never over the caller's
