@@ -64,7 +64,8 @@ LAYERS = {layer.name: layer for layer in suite("all")}
 
 # (profile, layer or spec, dtype, expected "backend/algorithm")
 TABLE = [
-    ("discrete-gpu", "resnet50.3x3-56", "float32", "opencl/im2col"),
+    # one 16 MiB Winograd chunk (four launches) where 4 MiB ones made two: F(4x4) by 14%
+    ("discrete-gpu", "resnet50.3x3-56", "float32", "opencl/winograd-f4x4-3x3"),
     ("discrete-gpu", "resnet50.1x1-56-reduce", "float32", "opencl/im2col"),
     ("discrete-gpu", "mobilenetv2.dw3x3-112", "float32", "opencl/depthwise"),
     ("discrete-gpu", "deeplab.3x3-d6-33", "float32", "opencl/im2col"),
@@ -83,6 +84,10 @@ TABLE = [
     ("two-core-cpu", "dcgan.t4x4s2-4", "float32", "opencl/im2col"),
     ("two-core-cpu", "dcgan.t4x4s2-16", "float32", "opencl/direct-blocked"),
     ("two-core-cpu", "dcgan.t4x4s2-32-thin", "float32", "opencl/direct-blocked"),
+    # dilated Winograd: phase traffic adds to the GEMM's time (measured: d=2 F(4x4) 1.5x faster
+    # than im2col, d=12 im2col 1.3x faster than either Winograd)
+    ("two-core-cpu", "deeplab.3x3-d2-33", "float32", "opencl/winograd-f4x4-3x3"),
+    ("two-core-cpu", "deeplab.3x3-d12-33", "float32", "opencl/im2col"),
 ]
 
 
