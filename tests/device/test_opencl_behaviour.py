@@ -539,6 +539,25 @@ def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, mon
     assert not np.isnan(x).any()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_fast_path_in_every_dtype(cl_device, dtype):
+    """The fast path serves float16 storage and float64 as the general path does."""
+    if not (cl_device.zero_copy_align and cl_device.host_coherent):
+        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    if dtype == "float64" and not cl_device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    x, w = _xw(dtype, seed=34, xs=(1, 8, 8, 8), ws=(8, 8, 3, 3))
+    tol = 2e-2 if dtype == "float16" else 1e-10
+    for alg in ("direct", "direct-blocked"):
+        p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm=alg)
+        for i in range(3):
+            xi = (x * (i + 1)).astype(dtype)
+            y = p(xi, w)
+            assert y.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(y, reference(p.spec, xi, w, None), rtol=tol, atol=tol, err_msg=f"{alg} {i}")
+        assert "_fast" in p.kernel.__dict__, alg
+
+
 def test_fast_path_under_threads(cl_device):
     """Threads sharing one plan on the fast path each get their own result."""
     import concurrent.futures
