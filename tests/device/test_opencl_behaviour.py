@@ -207,6 +207,12 @@ def test_device_facts(cl_device):
 
 # -- host data movement: in place on host-memory devices (zero copy), staged elsewhere ----------
 
+def _need_kernels_on_host_memory(device):
+    """Skip unless ``device`` runs kernels on host arrays in place (zero copy, host-coherent)."""
+    if not (device.zero_copy_align and device.host_coherent):
+        pytest.skip(f"{device.id} does not run kernels on host memory")
+
+
 @pytest.fixture(params=["in-place", "staged"])
 def host_path(request, cl_device, monkeypatch):
     """Both ways NumPy data reaches a kernel: CLCONV_ZERO_COPY=0 forces the staging copies."""
@@ -274,8 +280,7 @@ def test_host_arrays_at_any_skew_run_in_place_on_every_algorithm(cl_device, fn, 
     """On a zero-copy device every algorithm reads host arrays at any element offset from the
     device's base alignment in place (the buffer starts at the aligned address below them):
     no staging copy, the right result, the arrays unchanged."""
-    if not cl_device.zero_copy_align or not cl_device.host_coherent:
-        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    _need_kernels_on_host_memory(cl_device)
     from clconv.backends.opencl import base
 
     rng = np.random.default_rng(5)
@@ -503,8 +508,7 @@ def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, mon
     at an element skew give the reference result without the general path; any other input
     (read-only, strided, another dtype or shape, another weight, ``out=``) takes the general
     path, with its checks and errors."""
-    if not (cl_device.zero_copy_align and cl_device.host_coherent):
-        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    _need_kernels_on_host_memory(cl_device)
     rng = np.random.default_rng(31)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
@@ -542,8 +546,7 @@ def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, mon
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_fast_path_in_every_dtype(cl_device, dtype):
     """The fast path serves float16 storage and float64 as the general path does."""
-    if not (cl_device.zero_copy_align and cl_device.host_coherent):
-        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    _need_kernels_on_host_memory(cl_device)
     if dtype == "float64" and not cl_device.fp64:
         pytest.skip("no cl_khr_fp64")
     x, w = _xw(dtype, seed=34, xs=(1, 8, 8, 8), ws=(8, 8, 3, 3))
@@ -562,8 +565,7 @@ def test_fast_path_under_threads(cl_device):
     """Threads sharing one plan on the fast path each get their own result."""
     import concurrent.futures
 
-    if not (cl_device.zero_copy_align and cl_device.host_coherent):
-        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    _need_kernels_on_host_memory(cl_device)
     x, w = _xw(seed=32, xs=(1, 8, 8, 8), ws=(8, 8, 3, 3))
     p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm="direct-blocked")
     p(x, w)
@@ -585,8 +587,7 @@ def test_fast_path_argument_setter_without_pyopencl_internals(cl_device, monkeyp
     the same results either way."""
     from clconv.backends.opencl import base
 
-    if not (cl_device.zero_copy_align and cl_device.host_coherent):
-        pytest.skip(f"{cl_device.id} does not run kernels on host memory")
+    _need_kernels_on_host_memory(cl_device)
 
     calls = []
 
