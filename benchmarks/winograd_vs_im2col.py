@@ -3,7 +3,14 @@
 Same process, the three plans interleaved round by round (so load changes hit all alike),
 median of the rounds per plan, in ms; the last column is im2col / the faster Winograd.
 
+``--arrays numpy`` (the default) passes NumPy arrays, as ``clconv bench`` does: each call checks
+the weight's bytes against the cached transformed filter's (an exact memcmp of the whole weight,
+see clconv/backends/opencl/weightcache.py). ``--arrays device`` passes pyopencl arrays on the
+device's queue (the cache finds a device weight by its buffer: no comparison) and waits for the
+queue after each call; ``both`` measures the two in the same rounds.
+
     python benchmarks/winograd_vs_im2col.py [--rounds 21] [--layers resnet50.3x3-56,...]
+        [--device opencl:0:0] [--arrays numpy|device|both]
 """
 
 from __future__ import annotations
@@ -21,34 +28,53 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--layers", default=DEFAULT)
+    ap.add_argument("--device", default=None, help="an OpenCL device id (default: the dispatcher's)")
+    ap.add_argument("--arrays", choices=("numpy", "device", "both"), default="numpy")
     args = ap.parse_args()
 
+    import clconv
     from clconv import api
     from clconv.bench import _fn_params, layer_arrays
     from clconv.suites import SUITES
 
+    kinds = ("numpy", "device") if args.arrays == "both" else (args.arrays,)
     layers = {layer.name: layer for layer in SUITES["all"]}
-    print("| layer | im2col | F(2x2,3x3) | F(4x4,3x3) | im2col / best Winograd |")
-    print("|---|---|---|---|---|")
+    print("| layer | arrays | im2col | F(2x2,3x3) | F(4x4,3x3) | im2col / best Winograd |")
+    print("|---|---|---|---|---|---|")
     for name in args.layers.split(","):
         layer = layers[name]
         spec = layer.spec()
         x, w, b = layer_arrays(spec)
-        plans = {a: api.plan(layer.fn, x, w, b, backend="opencl", algorithm=a, **_fn_params(layer, spec))
-                 for a in ALGORITHMS}
-        for p in plans.values():  # builds, filter transforms, first-touch
-            p(x, w, b)
-            p(x, w, b)
-        times: dict[str, list[float]] = {a: [] for a in ALGORITHMS}
+        runs = {}
+        for a in ALGORITHMS:
+            p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm=a,
+                         **_fn_params(layer, spec))
+            for kind in kinds:
+                if kind == "numpy":
+                    runs[kind, a] = (p, (x, w, b), None)
+                    continue
+                import pyopencl.array as cl_array
+
+                queue = next(d for d in clconv.list_devices() if d.id == p.device.id).queue
+                runs[kind, a] = (p, tuple(cl_array.to_device(queue, v) for v in (x, w, b)), queue)
+        for p, arrays, queue in runs.values():  # builds, filter transforms, first touch
+            for _ in range(2):
+                p(*arrays)
+                if queue is not None:
+                    queue.finish()
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
         for _ in range(args.rounds):
-            for a, p in plans.items():
+            for key, (p, arrays, queue) in runs.items():
                 t = time.perf_counter()
-                p(x, w, b)
-                times[a].append(time.perf_counter() - t)
-        med = {a: statistics.median(v) * 1e3 for a, v in times.items()}
-        best = min(med[ALGORITHMS[1]], med[ALGORITHMS[2]])
-        print(f"| {name} | {med[ALGORITHMS[0]]:.3f} | {med[ALGORITHMS[1]]:.3f} | {med[ALGORITHMS[2]]:.3f} "
-              f"| {med[ALGORITHMS[0]] / best:.2f}x |", flush=True)
+                p(*arrays)
+                if queue is not None:
+                    queue.finish()
+                times[key].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        for kind in kinds:
+            m = [med[kind, a] for a in ALGORITHMS]
+            print(f"| {name} | {kind} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {m[0] / min(m[1], m[2]):.2f}x |",
+                  flush=True)
     return 0
 
 
