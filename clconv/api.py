@@ -6,7 +6,8 @@ from typing import Any
 
 from . import dispatch
 from .backend import Device
-from .dispatch import Explanation, Plan
+from .dispatch import ConstantWeightsPlan, Explanation, Plan
+from .errors import ConvTypeError
 from .spec import ConvSpec, is_array, is_device_array
 
 _CONV_OPS = {f"conv{n}d": ("conv", n) for n in (1, 2, 3)}
@@ -129,16 +130,27 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def plan(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str = "auto",
-         backend: str | None = None, device: str | Device | None = None, **params: Any) -> Plan:
+         backend: str | None = None, device: str | Device | None = None, constant_weights: bool = False,
+         **params: Any) -> Plan | ConstantWeightsPlan:
     """Choose and prepare once; call the returned Plan with arrays many times.
 
     ``op`` is a function name (``"conv2d"``, ``"conv_transpose1d"``...). input and
     weight are arrays or shapes (then pass ``bias=True`` for a bias and
     ``dtype=...``); ``params`` are the function's keyword parameters.
+
+    ``constant_weights=True`` promises that the weight and bias arrays passed to the plan are
+    not changed in place between its calls (inference): a :class:`ConstantWeightsPlan`, which
+    lets algorithms that keep a prepared weight skip the per-call check of a NumPy weight's
+    bytes. A weight changed in place is then not seen; pass a new array instead.
     """
+    if not isinstance(constant_weights, bool):
+        raise ConvTypeError(
+            f"constant_weights={constant_weights!r} has type {type(constant_weights).__name__}: give True or False"
+        )
     spec = _spec(op, input, weight, bias, dict(params))
     placement = input if is_device_array(input) else None
-    return dispatch.plan(spec, placement=placement, **_pins(algorithm, backend, device))
+    p = dispatch.plan(spec, placement=placement, **_pins(algorithm, backend, device))
+    return dispatch.ConstantWeightsPlan(p) if constant_weights else p
 
 
 def explain(op: str, input: Any, weight: Any, bias: Any = None, *, algorithm: str = "auto",

@@ -146,6 +146,14 @@ class Kernel(ABC):
             check_out(self.spec, out)
         return self.compute(input, weight, bias, out)
 
+    def resident_weights(self, weight: Any, bias: Any) -> tuple[Any, Any]:
+        """Weight and bias in the form this kernel runs fastest with when they stay the same
+        from call to call (``clconv.plan(..., constant_weights=True)``): for example uploaded
+        to its device once, where a host weight would be checked or uploaded on every call.
+        Called once per weight and bias object; the caller passes the result in their place
+        for host inputs. Default: unchanged."""
+        return weight, bias
+
     @abstractmethod
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> Any:
         """Run the convolution on checked arrays; never modify input, weight or bias.

@@ -186,9 +186,14 @@ class Plan:
 
     def __call__(self, input: Any, weight: Any, bias: Any = None, *, out: Any = None) -> Any:
         """Run on arrays matching the plan's spec; with ``out=``, write into it and return it."""
+        return self._run(input, weight, bias, out, None)
+
+    def _run(self, input: Any, weight: Any, bias: Any, out: Any, resident: _Resident | None) -> Any:
         while True:
             kernel = self.kernel
             try:
+                if resident is not None and not is_device_array(input):
+                    return kernel(input, *resident.get(kernel, weight, bias), out=out)
                 return kernel(input, weight, bias, out=out)
             except (ConvValueError, ConvTypeError):
                 raise  # the caller's arrays are wrong: no other candidate would do better
@@ -227,6 +232,55 @@ class Plan:
 
     def __repr__(self) -> str:
         return f"<Plan {self.spec.describe()} on {self.candidate.name}>"
+
+
+class _Resident:
+    """The resident forms (``Kernel.resident_weights``) of the last weight and bias objects a
+    plan was called with, for the kernel that made them. Holds the objects themselves, so
+    their identity cannot pass to other arrays while remembered."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, ...] | None = None
+
+    def get(self, kernel: Kernel, weight: Any, bias: Any) -> tuple[Any, Any]:
+        last = self._last
+        if last is None or last[0] is not kernel or last[1] is not weight or last[2] is not bias:
+            last = (kernel, weight, bias, *kernel.resident_weights(weight, bias))
+            self._last = last
+        return last[3], last[4]
+
+
+class ConstantWeightsPlan:
+    """A :class:`Plan` whose caller promises that the weight and bias arrays it passes are not
+    changed in place between calls (``clconv.plan(..., constant_weights=True)``), as a
+    network's weights are during inference.
+
+    The first call with a weight and bias object (and the first after a fallback) hands them
+    to the kernel's ``resident_weights``: the OpenCL algorithms that keep a prepared form of
+    the weight (Winograd, FFT, the transposed 1x1 weight) upload a NumPy weight to the device
+    once, where otherwise they compare its bytes with their copy on every call. Later calls
+    with the same objects use that. **A weight changed in place is then not seen**: pass a new
+    array (or make a new plan). Device inputs and other kernels run exactly as with the plain
+    plan. Everything else (``spec``, ``kernel``, ``explanation``, ``failures``...) is the
+    underlying plan's, which ``plan`` holds (plans are shared between callers; this wrapper
+    is not).
+    """
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self._resident = _Resident()
+
+    def __call__(self, input: Any, weight: Any, bias: Any = None, *, out: Any = None) -> Any:
+        """Run on arrays matching the plan's spec; with ``out=``, write into it and return it."""
+        return self.plan._run(input, weight, bias, out, self._resident)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "plan":  # not set yet (unpickling, copying)
+            raise AttributeError(name)
+        return getattr(self.plan, name)
+
+    def __repr__(self) -> str:
+        return f"<ConstantWeightsPlan {self.plan.spec.describe()} on {self.plan.candidate.name}>"
 
 
 # --------------------------------------------------------------------- candidates

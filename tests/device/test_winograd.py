@@ -288,6 +288,37 @@ def test_device_arrays_and_device_weight_cache(cl_device, variant):
     assert kernel.filter_transforms == 2
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_constant_weights_plan_skips_the_weight_check(cl_device, variant, monkeypatch):
+    """clconv.plan(..., constant_weights=True): the NumPy weight goes to the device once, its
+    transformed filter is found by buffer from then on (no byte comparison), the result has
+    the plain plan's bits; a new weight object is made resident in its turn; an in-place change
+    is not seen (the documented promise)."""
+    import clconv
+
+    spec = _spec((2, 6, 9, 8), (7, 6, 3, 3), padding=1)
+    x, w, b = _arrays(spec, seed=6)
+    _, w2, _ = _arrays(spec, seed=7)
+    pins = {"device": cl_device.id, "algorithm": VARIANTS[variant].id, "padding": 1}
+    plain = clconv.plan("conv2d", x, w, b, **pins)
+    expected = plain(x, w, b)
+    p = clconv.plan("conv2d", x, w, b, constant_weights=True, **pins)
+    compared = []
+    real = weightcache.same_bytes
+    monkeypatch.setattr(weightcache, "same_bytes", lambda a, c: compared.append(1) or real(a, c))
+    for _ in range(3):
+        assert p(x, w, b).tobytes() == expected.tobytes()
+    assert compared == [] and p.kernel.filter_cache_hits >= 2
+    check_result(spec, "winograd", x, w2, b, p(x, w2, b))
+    assert compared == []
+    before = w2.copy()
+    w2[0, 0, 1, 1] += 5.0  # in place: not seen, by the plan's promise; the plain plan sees it
+    stale, fresh = p(x, w2, b), plain(x, w2, b)
+    assert stale.tobytes() != fresh.tobytes()
+    assert stale.tobytes() == plain(x, before, b).tobytes()
+    check_result(spec, "winograd", x, w2, b, fresh)
+
+
 # ------------------------------------------------------------------ NaN, Inf, determinism
 @pytest.mark.parametrize("dtype", ("float32", "float16"))
 @pytest.mark.parametrize("variant", VARIANTS)

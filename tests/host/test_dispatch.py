@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -398,3 +399,73 @@ def test_cli_tune_then_cache_list_export_import_clear(tmp_path, monkeypatch):
     assert CliRunner().invoke(cli, ["cache", "export", str(tmp_path / "t.json")]).exit_code == 0
     assert "removed 2 entries" in CliRunner().invoke(cli, ["cache", "clear"]).output
     assert "imported 2 entries" in CliRunner().invoke(cli, ["cache", "import", str(tmp_path / "t.json")]).output
+
+
+# ---------------------------------------------------------------- constant weights
+class _ResidentKernel(_RefKernel):
+    """Records resident_weights calls; its resident weight is a marked copy (so a test can see
+    which form each call received)."""
+
+    made: ClassVar[list] = []
+    seen: ClassVar[list] = []
+
+    def resident_weights(self, weight, bias):
+        self.made.append((self.algorithm.id, id(weight)))
+        resident = weight.copy()
+        resident.flags.writeable = False
+        return resident, bias
+
+    def compute(self, x, w, b, out):
+        self.seen.append(w.flags.writeable)
+        return super().compute(x, w, b, out)
+
+
+class _ResidentAlg(_Alg):
+    def prepare(self, spec, device):
+        return (_FailingKernel if self.behaviour == "run-fails" else _ResidentKernel)(spec, device, self)
+
+
+class _FailingResidentKernel(_ResidentKernel):
+    def compute(self, x, w, b, out):
+        raise BackendError("clEnqueueNDRangeKernel failed with CL_OUT_OF_RESOURCES")
+
+
+def test_constant_weights_plan_makes_resident_weights_once_per_object(fresh_host):
+    install(fresh_host(), _ResidentAlg("res"))
+    _ResidentKernel.made, _ResidentKernel.seen = [], []
+    x, w = xw()
+    plain = clconv.plan("conv2d", x, w, backend="fakebe")
+    p = clconv.plan("conv2d", x, w, backend="fakebe", constant_weights=True)
+    assert isinstance(p, clconv.api.ConstantWeightsPlan) and p.plan is plain  # the shared plan, wrapped
+    assert (p.spec, p.kernel, p.algorithm.id, p.failures) == (plain.spec, plain.kernel, "res", [])
+    assert "ConstantWeightsPlan" in repr(p)
+    for _ in range(3):
+        np.testing.assert_allclose(p(x, w), reference(p.spec, x, w), rtol=1e-5)
+    assert _ResidentKernel.made == [("res", id(w))] and _ResidentKernel.seen == [False] * 3
+    w2 = w * 2  # another object: made resident in its turn
+    np.testing.assert_allclose(p(x, w2), reference(p.spec, x, w2), rtol=1e-5)
+    assert _ResidentKernel.made == [("res", id(w)), ("res", id(w2))]
+    plain(x, w)  # the plain plan passes the caller's arrays
+    assert len(_ResidentKernel.made) == 2 and _ResidentKernel.seen[-1] is True
+
+
+def test_constant_weights_plan_makes_them_again_after_a_fallback(fresh_host):
+    class Broken(_ResidentAlg):
+        def prepare(self, spec, device):
+            return _FailingResidentKernel(spec, device, self)
+
+    install(fresh_host(), Broken("broken", speed=0.1), _ResidentAlg("ok"))
+    _ResidentKernel.made, _ResidentKernel.seen = [], []
+    x, w = xw()
+    p = clconv.plan("conv2d", x, w, backend="fakebe", constant_weights=True)
+    with pytest.warns(clconv.FallbackWarning):
+        y = p(x, w)
+    np.testing.assert_allclose(y, reference(p.spec, x, w), rtol=1e-5)
+    assert [a for a, _ in _ResidentKernel.made] == ["broken", "ok"] and p.algorithm.id == "ok"
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_constant_weights_must_be_a_bool(value):
+    x, w = xw()
+    with pytest.raises(clconv.ConvTypeError, match=r"constant_weights=.*give True or False"):
+        clconv.plan("conv2d", x, w, constant_weights=value)

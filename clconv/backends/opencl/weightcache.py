@@ -153,6 +153,16 @@ class CachedWeightKernel(OpenCLKernel):
         with self._lock:
             self.filter_cache.clear()
 
+    def resident_weights(self, weight: Any, bias: Any) -> tuple[Any, Any]:
+        """A NumPy weight of the spec's shape and dtype, uploaded once to this kernel's device
+        queue: its prepared form is then found by buffer, without comparing the weight's bytes
+        on every call (0.04 ms for 256x256x3x3, 0.2-0.4 ms for 512x512x3x3 float32, a third
+        of a Winograd call at 7x7). Anything else, and the bias, unchanged."""
+        s = self.spec
+        if isinstance(weight, np.ndarray) and tuple(weight.shape) == s.weight_shape and weight.dtype == s.dtype:
+            weight = runtime.cl_array.to_device(self.device.queue, np.ascontiguousarray(weight))
+        return weight, bias
+
     # -- the call: OpenCLKernel's, but the weight goes through the filter cache first, so that a
     #    cached NumPy weight is not uploaded again (runs under OpenCLKernel.compute's lock)
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
