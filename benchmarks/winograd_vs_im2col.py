@@ -1,21 +1,26 @@
 """Winograd F(2x2,3x3) and F(4x4,3x3) vs im2col on the suite's 3x3 stride-1 layers (issue 6).
 
-Same process, the three plans interleaved round by round (so load changes hit all alike),
-median of the rounds per plan, in ms; the last column is im2col / the faster Winograd.
+Same process, the plans interleaved round by round in a new random order each round (so load
+changes hit all alike, and no plan always runs right after the same other one, whose data it
+would find in cache or not), median of the rounds per plan, in ms; the last column is im2col /
+the faster Winograd.
 
-``--arrays numpy`` (the default) passes NumPy arrays, as ``clconv bench`` does: each call checks
-the weight's bytes against the cached transformed filter's (an exact memcmp of the whole weight,
-see clconv/backends/opencl/weightcache.py). ``--arrays device`` passes pyopencl arrays on the
-device's queue (the cache finds a device weight by its buffer: no comparison) and waits for the
-queue after each call; ``both`` measures the two in the same rounds.
+``--arrays`` lists the ways to pass the arrays, each measured in the same rounds:
+``numpy`` (the default) passes NumPy arrays, as ``clconv bench`` does: each call checks the
+weight's bytes against the cached transformed filter's (an exact memcmp of the whole weight,
+see clconv/backends/opencl/weightcache.py); ``constant`` passes the same NumPy arrays to a
+``clconv.plan(..., constant_weights=True)`` (the weight goes to the device once: no check);
+``device`` passes pyopencl arrays on the device's queue (a device weight is found by its
+buffer) and waits for the queue after each call.
 
     python benchmarks/winograd_vs_im2col.py [--rounds 21] [--layers resnet50.3x3-56,...]
-        [--device opencl:0:0] [--arrays numpy|device|both]
+        [--device opencl:0:0] [--arrays numpy,constant,device]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -29,15 +34,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--layers", default=DEFAULT)
     ap.add_argument("--device", default=None, help="an OpenCL device id (default: the dispatcher's)")
-    ap.add_argument("--arrays", choices=("numpy", "device", "both"), default="numpy")
+    ap.add_argument("--arrays", default="numpy", help="comma-separated: numpy, constant, device")
     args = ap.parse_args()
+    kinds = tuple(args.arrays.split(","))
+    if not kinds or set(kinds) - {"numpy", "constant", "device"}:
+        ap.error(f"--arrays {args.arrays!r}: give a comma-separated list of numpy, constant, device")
 
     import clconv
-    from clconv import api
+    from clconv import api, dispatch
     from clconv.bench import _fn_params, layer_arrays
     from clconv.suites import SUITES
 
-    kinds = ("numpy", "device") if args.arrays == "both" else (args.arrays,)
     layers = {layer.name: layer for layer in SUITES["all"]}
     print("| layer | arrays | im2col | F(2x2,3x3) | F(4x4,3x3) | im2col / best Winograd |")
     print("|---|---|---|---|---|---|")
@@ -53,6 +60,9 @@ def main() -> int:
                 if kind == "numpy":
                     runs[kind, a] = (p, (x, w, b), None)
                     continue
+                if kind == "constant":
+                    runs[kind, a] = (dispatch.ConstantWeightsPlan(p), (x, w, b), None)
+                    continue
                 import pyopencl.array as cl_array
 
                 queue = next(d for d in clconv.list_devices() if d.id == p.device.id).queue
@@ -63,8 +73,12 @@ def main() -> int:
                 if queue is not None:
                     queue.finish()
         times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
+        order = list(runs)
+        shuffle = random.Random(0).shuffle
         for _ in range(args.rounds):
-            for key, (p, arrays, queue) in runs.items():
+            shuffle(order)
+            for key in order:
+                p, arrays, queue = runs[key]
                 t = time.perf_counter()
                 p(*arrays)
                 if queue is not None:
