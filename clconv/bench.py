@@ -59,12 +59,12 @@ def _fn_params(layer: Layer, spec: ConvSpec) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ runners
 def clconv_runner(layer: Layer, spec: ConvSpec, arrays: tuple, backend: str | None, device: str | None,
-                  algorithm: str | None) -> tuple[Callable[[], Any], dict[str, Any]]:
+                  algorithm: str | None, constant_weights: bool = False) -> tuple[Callable[[], Any], dict[str, Any]]:
     from . import api
 
     x, w, b = arrays
     plan = api.plan(layer.fn, x, w, b, backend=backend, device=device, algorithm=algorithm or "auto",
-                    **_fn_params(layer, spec))
+                    constant_weights=constant_weights, **_fn_params(layer, spec))
     info = {"backend": plan.backend, "device": plan.device.id, "algorithm": plan.algorithm.id}
     return (lambda: plan(x, w, b)), info
 
@@ -97,10 +97,12 @@ def torch_runner(layer: Layer, spec: ConvSpec, arrays: tuple) -> Callable[[], An
     return run
 
 
-def onnx_model(spec: ConvSpec) -> bytes:
-    """A single-node Conv / ConvTranspose ONNX model for ``spec`` (zeros padding only)."""
+def onnx_model(spec: ConvSpec, constants: tuple[np.ndarray, np.ndarray | None] | None = None) -> bytes:
+    """A single-node Conv / ConvTranspose ONNX model for ``spec`` (zeros padding only): weight
+    and bias are inputs, or with ``constants=(w, b)`` initializers (constants of the graph,
+    which ONNX Runtime may pre-pack once)."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     if spec.padding_mode != "zeros":
         raise ValueError("ONNX Conv pads with zeros only")
@@ -119,23 +121,33 @@ def onnx_model(spec: ConvSpec) -> bytes:
         node = helper.make_node("ConvTranspose", names, ["y"], **attrs)
     else:
         node = helper.make_node("Conv", names, ["y"], **attrs)
-    graph = helper.make_graph([node], "clconv", inputs, [helper.make_tensor_value_info("y", et, list(spec.output_shape))])
+    inits = []
+    if constants is not None:
+        inputs = inputs[:1]
+        inits = [numpy_helper.from_array(np.ascontiguousarray(a, spec.dtype), name)
+                 for a, name in zip(constants, names[1:])]
+    graph = helper.make_graph([node], "clconv", inputs, [helper.make_tensor_value_info("y", et, list(spec.output_shape))],
+                              initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
-def onnxruntime_runner(layer: Layer, spec: ConvSpec, arrays: tuple) -> Callable[[], Any]:
+def onnxruntime_runner(layer: Layer, spec: ConvSpec, arrays: tuple, constant_weights: bool = False) -> Callable[[], Any]:
+    """ONNX Runtime's CPU provider; with ``constant_weights``, weight and bias are initializers."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(onnx_model(spec), opts, providers=["CPUExecutionProvider"])
     x, w, b = arrays
-    feed = {"x": x, "w": w}
-    if b is not None:
-        feed["b"] = b
+    model = onnx_model(spec, (w, b) if constant_weights else None)
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x}
+    if not constant_weights:
+        feed["w"] = w
+        if b is not None:
+            feed["b"] = b
     return lambda: sess.run(None, feed)
 
 
@@ -176,12 +188,16 @@ def geomean(values: list[float]) -> float | None:
 
 def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = None, device: str | None = None,
               algorithm: str | None = None, compare: tuple[str, ...] = (), min_repeats: int = 5,
-              min_time_s: float = 0.2, peak_gflops: Callable[[str], float | None] | None = None) -> LayerResult:
+              min_time_s: float = 0.2, peak_gflops: Callable[[str], float | None] | None = None,
+              constant_weights: bool = False) -> LayerResult:
+    """Time one layer through clconv and each runtime of ``compare``. ``constant_weights``: the
+    inference setting, weights that never change: a ``constant_weights=True`` plan, ONNX
+    Runtime with the weight and bias as initializers (PyTorch has no such setting)."""
     spec = layer.spec(dtype)
     res = LayerResult(layer.name, layer.group, spec.describe(), spec.flops / 1e9)
     arrays = layer_arrays(spec)
     try:
-        fn, info = clconv_runner(layer, spec, arrays, backend, device, algorithm)
+        fn, info = clconv_runner(layer, spec, arrays, backend, device, algorithm, constant_weights)
         res.clconv_s = time_call(fn, min_repeats, min_time_s)
         res.backend, res.device, res.algorithm = info["backend"], info["device"], info["algorithm"]
         res.gflops = spec.flops / res.clconv_s / 1e9
@@ -193,8 +209,11 @@ def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = Non
         res.errors["clconv"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     for other in compare:
         try:
-            runner = {"torch": torch_runner, "onnxruntime": onnxruntime_runner}[other]
-            res.others_s[other] = time_call(runner(layer, spec, arrays), min_repeats, min_time_s)
+            if other == "onnxruntime":
+                fn = onnxruntime_runner(layer, spec, arrays, constant_weights)
+            else:
+                fn = {"torch": torch_runner}[other](layer, spec, arrays)
+            res.others_s[other] = time_call(fn, min_repeats, min_time_s)
         except Exception as exc:
             res.others_s[other] = None
             res.errors[other] = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -45,7 +45,11 @@ def _fmt(v, spec="{:.3f}"):  # type: ignore[no-untyped-def]
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="Write all results here.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
               help="Write a bar chart of the ratios here (PNG; needs matplotlib).")
-def command(suites, backend, device, algorithm, compare, dtype, repeats, min_time, json_file, plot_file):  # type: ignore[no-untyped-def]
+@click.option("--constant-weights", is_flag=True,
+              help="Inference setting: weights that never change (clconv: a constant_weights=True plan; "
+                   "ONNX Runtime: weight and bias as initializers).")
+def command(suites, backend, device, algorithm, compare, dtype, repeats, min_time, json_file, plot_file,  # type: ignore[no-untyped-def]
+            constant_weights):
     """Per layer: clconv time, GFLOP/s, percent of the device's peak, the algorithm that ran, and the
     same layer through PyTorch / ONNX Runtime as ratios (clconv time / their time; < 1 is faster)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -65,7 +69,8 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
         for layer in layers:
             progress.update(task, layer=layer.name)
             results.append(B.run_layer(layer, dtype=dtype, backend=backend, device=device, algorithm=algorithm,
-                                       compare=others, min_repeats=repeats, min_time_s=min_time, peak_gflops=peak))
+                                       compare=others, min_repeats=repeats, min_time_s=min_time, peak_gflops=peak,
+                                       constant_weights=constant_weights))
             progress.advance(task)
     cols = ["layer", "GFLOP", "clconv ms", "GFLOP/s", "% peak", "ran"]
     for o in others:
@@ -79,7 +84,8 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
             t = r.others_s.get(o)
             row += [_fmt(None if t is None else t * 1e3), _fmt(r.ratio(o), "{:.2f}x")]
         rows.append(row)
-    print_table(f"clconv bench ({dtype}) on {platform.node() or 'this machine'}", cols, rows)
+    setting = ", constant weights" if constant_weights else ""
+    print_table(f"clconv bench ({dtype}{setting}) on {platform.node() or 'this machine'}", cols, rows)
     summary = {}
     for o in others:
         g = B.geomean([r.ratio(o) for r in results])
@@ -94,7 +100,7 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
             click.echo(f"{r.layer}: {who} failed: {err}", err=True)
     if json_file:
         with open(json_file, "w") as f:
-            json.dump({"dtype": dtype, "compare": list(others), "geomean": summary,
+            json.dump({"dtype": dtype, "constant_weights": constant_weights, "compare": list(others), "geomean": summary,
                        "machine": {"node": platform.node(), "processor": platform.processor(),
                                    "python": platform.python_version()},
                        "results": [r.as_dict() for r in results]}, f, indent=2)
