@@ -8,7 +8,7 @@ from . import dispatch
 from .backend import Device
 from .dispatch import ConstantWeightsPlan, Explanation, Plan
 from .errors import ConvTypeError
-from .spec import ConvSpec, is_array, is_device_array
+from .spec import ConvSpec, _short_repr, is_array, is_device_array
 
 _CONV_OPS = {f"conv{n}d": ("conv", n) for n in (1, 2, 3)}
 _CONV_OPS.update({f"conv_transpose{n}d": ("conv_transpose", n) for n in (1, 2, 3)})
@@ -23,10 +23,16 @@ def _spec(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any])
         raise bad_value("op", name, f"accepted {', '.join(_CONV_OPS)}") from None
     if is_array(input) and is_array(weight):
         return ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
+    if is_array(input) or is_array(weight):
+        arr, other = ("input", "weight") if is_array(input) else ("weight", "input")
+        raise ConvTypeError(
+            f"{arr} is an array but {other}={_short_repr(input if other == 'input' else weight)} is not: "
+            "give both as arrays, or both as shapes (tuples of ints, with dtype=...)"
+        )
     # Shapes instead of arrays (explain/plan ahead of data): dtype comes from params.
     dtype = params.pop("dtype", "float32")
     return ConvSpec.from_shapes(
-        op, tuple(input), tuple(weight), bias=bias is not None and bias is not False, dtype=dtype, ndim=nd, **params
+        op, input, weight, bias=bias is not None and bias is not False, dtype=dtype, ndim=nd, **params
     )
 
 

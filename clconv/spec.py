@@ -103,6 +103,20 @@ def _padding_pairs(value: Any, ndim: int) -> tuple[tuple[int, int], ...] | str:
     raise _bad_type("padding", value, accepted)
 
 
+def _shape(param: str, value: Any) -> tuple[int, ...]:
+    """A shape given in place of an array (``plan``/``explain`` ahead of data): a sequence of ints."""
+    accepted = "give an array, or its shape as a tuple of ints"
+    if isinstance(value, (str, bytes)):
+        raise _bad_type(param, value, accepted)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise _bad_type(param, value, accepted) from None
+    if not all(_is_int(v) for v in shape):
+        raise ConvTypeError(f"{param}={_short_repr(value)} is not accepted: {accepted}")
+    return tuple(int(v) for v in shape)
+
+
 def _dtype_name(param: str, dtype: Any) -> str:
     try:
         name = np.dtype(dtype).name
@@ -264,8 +278,8 @@ class ConvSpec:
         """
         if op not in OPS:
             raise bad_value("op", op, f"accepted {', '.join(OPS)}")
-        input_shape = tuple(input_shape)
-        weight_shape = tuple(weight_shape)
+        input_shape = _shape("input", input_shape)
+        weight_shape = _shape("weight", weight_shape)
         nd = len(input_shape) - 2 if ndim is None else ndim
         fname = _op_name(op, nd) if nd in (1, 2, 3) else op
         layout = "(N, C_in, " + ", ".join("DHW"[3 - nd:]) + ")" if nd in (1, 2, 3) else "(N, C_in, ...)"
@@ -282,7 +296,7 @@ class ConvSpec:
         if groups < 1:
             raise bad_value("groups", groups, "must be an int >= 1")
         dtype = _dtype_name("input", dtype)
-        if padding_mode not in PADDING_MODES or not isinstance(padding_mode, str):
+        if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
             raise bad_value("padding_mode", padding_mode, f"accepted {', '.join(PADDING_MODES)}")
         stride_t = _int_tuple("stride", stride, nd, 1)
         dilation_t = _int_tuple("dilation", dilation, nd, 1)

@@ -359,6 +359,47 @@ def test_shape_beyond_the_int64_ceiling() -> None:
                   lambda: ConvSpec.from_shapes("conv", (2**32, 2**31, 2, 2), (1, 2**31, 1, 1)))
 
 
+# ------------------------------------------- shapes instead of arrays (plan/explain)
+@pytest.mark.parametrize("x_shape,w_shape,exc,fragments", [
+    ((1, 3, 5.5, 5), (4, 3, 3, 3), ConvTypeError, ("input=(1, 3, 5.5, 5)", "tuple of ints")),
+    ((1.0, 3, 5, 5), (4, 3, 3, 3), ConvTypeError, ("input=(1.0, 3, 5, 5)", "tuple of ints")),
+    ((1, 3, 5, 5), (4.7, 3, 3, 3), ConvTypeError, ("weight=(4.7, 3, 3, 3)", "tuple of ints")),
+    ((1, "3", 5, 5), (4, 3, 3, 3), ConvTypeError, ("input=(1, '3', 5, 5)", "tuple of ints")),
+    ((1, 3, None, 5), (4, 3, 3, 3), ConvTypeError, ("input=(1, 3, None, 5)", "tuple of ints")),
+    ((True, 3, 5, 5), (4, 3, 3, 3), ConvTypeError, ("input=(True, 3, 5, 5)", "tuple of ints")),
+    (((1,), 3, 5, 5), (4, 3, 3, 3), ConvTypeError, ("input=((1,), 3, 5, 5)", "tuple of ints")),
+    (5, (4, 3, 3, 3), ConvTypeError, ("input=5 has type int", "tuple of ints")),
+    (None, (4, 3, 3, 3), ConvTypeError, ("input=None has type NoneType",)),
+    ("abcd", (4, 3, 3, 3), ConvTypeError, ("input='abcd' has type str",)),
+    ((1, 3, 5, 5), 4, ConvTypeError, ("weight=4 has type int",)),
+    ((-1, 3, 5, 5), (4, 3, 3, 3), ConvValueError, ("input='batch -1'", ">= 0")),
+    ((1, 3, -5, 5), (4, 3, 3, 3), ConvValueError, ("input='spatial size (-5, 5)'", ">= 1")),
+    ((1, 3, 5, 5), (-4, 3, 3, 3), ConvValueError, ("weight='C_out=-4'", ">= 1")),
+])
+@pytest.mark.parametrize("entry", ["plan", "explain"])
+def test_shapes_for_plan_and_explain(entry: str, x_shape, w_shape, exc, fragments) -> None:
+    """plan/explain take shapes ahead of data: entries must be ints, not silently truncated."""
+    fn = getattr(clconv, entry)
+    assert_raises(exc, fragments, lambda: fn("conv2d", x_shape, w_shape, backend="numpy"))
+    assert fn("conv2d", [1, 3, 5, 5], (4, np.int64(3), 3, 3), backend="numpy").spec.output_shape == (1, 4, 3, 3)
+
+
+def test_plan_with_one_array_and_one_shape() -> None:
+    x, w, _ = arrays((1, 3, 5, 5), (4, 3, 3, 3), None)
+    assert_raises(ConvTypeError, ("input is an array but weight=(4, 3, 3, 3)", "both as arrays"),
+                  lambda: clconv.plan("conv2d", x, (4, 3, 3, 3)), x)
+    assert_raises(ConvTypeError, ("weight is an array but input=(1, 3, 5, 5)", "both as shapes"),
+                  lambda: clconv.explain("conv2d", (1, 3, 5, 5), w), w)
+
+
+def test_padding_mode_of_another_type() -> None:
+    x, w, b = arrays()
+    mode = np.array(["zeros", "reflect"])
+    assert_raises(ConvValueError, ("padding_mode=array(['zeros', 'reflect']", "zeros, reflect, replicate, circular"),
+                  lambda: clconv.conv2d(x, w, b, padding=1, padding_mode=mode), x, w, b)
+    assert_raises(ConvValueError, ("padding_mode=['zeros']",), lambda: clconv.plan("conv2d", (1, 3, 5, 5), (4, 3, 3, 3), padding_mode=["zeros"]))
+
+
 # --------------------------------------------------------------------- pins
 @pytest.mark.parametrize("pins,exc,fragments", [
     (dict(backend="cuda"), UnsupportedError, ("backend='cuda'", "registered", "numpy")),
