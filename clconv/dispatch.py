@@ -505,13 +505,14 @@ def explain(
 def _no_candidate_error(spec: ConvSpec, expl: Explanation, pinned: bool) -> Exception:
     reasons = [f"  {c.name}: {c.support.reason}" for c in expl.candidates]
     body = "\n".join(reasons) if reasons else "  (no candidates: no backend with devices is registered)"
-    # Too large everywhere (device memory, or sizes a backend cannot index): a MemoryError.
-    if expl.candidates and all(c.support.kind in ("memory", "size") for c in expl.candidates) and any(
-        c.support.kind == "memory" for c in expl.candidates
-    ):
+    # Too large (device memory, or sizes a backend cannot index) for every candidate that
+    # could otherwise run it: a MemoryError. A candidate that cannot do this kind of call at
+    # any size (another op, a missing capability) says nothing about whether it fits.
+    kinds = {c.support.kind for c in expl.candidates}
+    if "memory" in kinds and kinds <= {"memory", "size", "unsupported", "capability"}:
         return DeviceMemoryError(f"{spec.describe()} does not fit on any device:\n{body}")
-    what = "the pinned backend/device/algorithm" if pinned else "no registered backend"
-    return UnsupportedError(f"{what} cannot run {spec.describe()}:\n{body}")
+    what = "the pinned backend/device/algorithm cannot" if pinned else "no registered backend can"
+    return UnsupportedError(f"{what} run {spec.describe()}:\n{body}")
 
 
 _plans: dict[tuple[Any, ...], Plan] = {}

@@ -460,6 +460,56 @@ def test_too_large_transposed_is_refused_before_allocating() -> None:
     assert peak < 16 * 2**20
 
 
+class _ConvOnly(clconv.Algorithm):
+    """An algorithm of another backend that cannot do transposed convolution at any size."""
+
+    id = "convonly"
+
+    def supports(self, spec, device):
+        return clconv.Support.no("conv only", "unsupported") if spec.transposed else clconv.Support.yes()
+
+    def prepare(self, spec, device):
+        raise AssertionError("never chosen here")
+
+
+class _ConvOnlyBackend(clconv.Backend):
+    name = "convonly"
+
+    def devices(self):
+        return [clconv.Device(id="convonly:0", backend="convonly", name="conv only")]
+
+    def algorithms(self):
+        return [_ConvOnly()]
+
+
+def test_too_large_unpinned_with_a_backend_that_cannot_do_the_op(fresh_host) -> None:
+    """Unpinned: the numpy backend lacks the memory, another cannot do transposed convolution
+    at all. The call fails for its size: DeviceMemoryError, not UnsupportedError."""
+    import types
+
+    @clconv.hookimpl
+    def clconv_register_backends(register):
+        register(_ConvOnlyBackend())
+
+    fresh_host().register_plugin(types.SimpleNamespace(clconv_register_backends=clconv_register_backends), "convonly")
+    tiny = np.zeros(1, np.float32)
+    x = np.broadcast_to(tiny.reshape(1, 1, 1, 1), (1, 1, 2**20, 2**20))
+    w = as_strided(tiny, shape=(1, 2, 3, 3), strides=(0,) * 4)
+    assert_raises(DeviceMemoryError, ("does not fit on any device", "numpy:cpu", "convonly:0", "conv only"),
+                  lambda: clconv.conv_transpose2d(x, w, stride=4, backend=None), tiny)
+    # a call that fits but that nothing can run is still UnsupportedError, said plainly
+    assert_raises(UnsupportedError, ("the pinned backend/device/algorithm cannot run", "conv only"),
+                  lambda: clconv.conv_transpose2d(x[..., :4, :4], w, stride=4, backend="convonly"), tiny)
+    from clconv import config
+
+    clconv.configure(disable=[n for n in clconv.list_backends() if n != "convonly"])
+    try:
+        assert_raises(UnsupportedError, ("no registered backend can run", "conv only"),
+                      lambda: clconv.conv_transpose2d(x[..., :4, :4], w, stride=4), tiny)
+    finally:
+        config.reset()
+
+
 def test_explain_reports_memory_rejection_without_raising() -> None:
     x, w, _, _ = _huge_views()
     expl = clconv.explain("conv2d", x, w, backend="numpy")
