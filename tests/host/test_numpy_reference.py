@@ -534,7 +534,7 @@ NAN_CALLS = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # IEEE results, not events to warn about
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("op,xshape,wshape,params", NAN_CALLS)
 def test_nan_and_inf_reach_what_the_oracle_says(op, xshape, wshape, params, algorithm: str) -> None:
@@ -554,6 +554,48 @@ def test_nan_and_inf_reach_what_the_oracle_says(op, xshape, wshape, params, algo
         np.testing.assert_array_equal(np.isnan(out), np.isnan(exact))
         np.testing.assert_array_equal(np.isinf(out), np.isinf(exact))
         np.testing.assert_array_equal(np.sign(out[np.isinf(out)]), np.sign(exact[np.isinf(exact)]))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inf_through_blas_without_a_warning(algorithm: str, dtype: str) -> None:
+    """An Inf in a float32 im2col column trips BLAS's invalid flag in lanes it throws away;
+    numpy then warned 'invalid value encountered in matmul' on a correct result."""
+    for size, pos, k in ((2, 0, 2), (5, 3, 2), (6, 4, 3), (7, 5, 3), (9, 8, 2)):
+        x = np.full((1, 1, size), 0.75, dtype)
+        x[0, 0, pos] = np.inf
+        w = np.full((2, 1, k), 0.75, dtype)
+        out = clconv.conv1d(x, w, stride=2, padding=((1, 0),), algorithm=algorithm, backend="numpy")
+        exact = naive(C, x, w, None, stride=2, padding=((1, 0),))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(exact))
+        assert np.isposinf(exact).any() and not np.isnan(out).any()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_float16_overflow_is_inf_without_a_warning(algorithm: str) -> None:
+    x = np.full((1, 1, 4, 4), 60000, np.float16)
+    w = np.full((1, 1, 2, 2), 2, np.float16)
+    out = clconv.conv2d(x, w, algorithm=algorithm, backend="numpy")
+    assert out.dtype == np.float16 and np.isposinf(out).all()
+    out = clconv.conv2d(-x, w, algorithm=algorithm, backend="numpy")
+    assert np.isneginf(out).all()
+
+
+@pytest.mark.filterwarnings("error")  # a fallback to another algorithm is a failure here
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("stride", [2**31, 2**62, 2**70, (2**70, 2)])
+def test_stride_larger_than_the_input(algorithm: str, stride) -> None:
+    """A stride beyond the padded input leaves one output on that dim; any int is valid
+    (im2col multiplied it into as_strided's byte strides, which overflowed)."""
+    rng = np.random.default_rng(23)
+    x = rng.uniform(-1, 1, (2, 3, 5, 6))
+    w = rng.uniform(-1, 1, (4, 3, 3, 2))
+    out = clconv.conv2d(x, w, stride=stride, padding=1, algorithm=algorithm, backend="numpy")
+    exact = naive(C, x, w, None, stride=stride, padding=1)
+    assert out.shape == exact.shape == ((2, 4, 1, 1) if isinstance(stride, int) else (2, 4, 1, 4))
+    check_against_oracle(out, exact, "float64", algorithm)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -155,7 +155,8 @@ def _im2col_conv(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     strides = (
         (st[0], cig * st[1], st[1])
         + tuple(d * sp for d, sp in zip(spec.dilation, st[2:]))
-        + tuple(s * sp for s, sp in zip(spec.stride, st[2:]))
+        # a dim with one output never steps: its stride may be any int (2**70 overflows as_strided)
+        + tuple((s if o > 1 else 0) * sp for s, o, sp in zip(spec.stride, spec.out_size, st[2:]))
     )
     assert es == xp.dtype.itemsize
     windows = as_strided(xp, shape=shape, strides=strides, writeable=False)
