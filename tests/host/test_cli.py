@@ -88,3 +88,14 @@ def test_plugin_can_add_a_command(fresh_host):
         assert r.exit_code == 0 and "hello from a plugin" in r.output
     finally:
         cli.commands.pop("hello-plugin", None)
+
+
+def test_a_clconv_error_is_a_click_error_not_a_traceback(fresh_host, monkeypatch):
+    """A bad CLCONV_LOAD_PLUGINS (the plugin host raises PluginError on load) in any command."""
+    monkeypatch.setenv("CLCONV_LOAD_PLUGINS", "numpy,nosuchplugin")
+    for args in (["devices"], ["devices", "--json"], ["backends"], ["backends", "--json"],
+                 ["explain", "conv2d", "--input", "1,3,8,8", "--weight", "4,3,3,3"]):
+        r = run(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert "Error: CLCONV_LOAD_PLUGINS='numpy,nosuchplugin' names 'nosuchplugin'" in r.output, args
+        assert "Traceback" not in r.output
