@@ -39,8 +39,11 @@ def test_devices_json_has_every_fact(fresh_host):
         for key in ("id", "name", "kind", "vendor", "driver", "memory_bytes", "compute_units", "fp64", "fp16"):
             assert key in d, key
         assert d["kind"] in ("cpu", "gpu", "npu", "accelerator")
+        assert isinstance(d["memory_bytes"], int) and isinstance(d["compute_units"], int)
+        assert isinstance(d["fp64"], bool) and isinstance(d["fp16"], bool)
     numpy_dev = rows[ids.index("numpy:cpu")]
     assert numpy_dev["memory_bytes"] > 0 and numpy_dev["compute_units"] >= 1
+    assert numpy_dev["backend"] == "numpy" and numpy_dev["kind"] == "cpu" and numpy_dev["fp64"] is True
 
 
 def test_devices_table(fresh_host):
@@ -55,6 +58,7 @@ def test_backends_json_and_table(fresh_host):
     data = json.loads(r.output)
     numpy_row = next(b for b in data["backends"] if b["name"] == "numpy")
     assert numpy_row["plugin"] == "numpy" and numpy_row["origin"] == "builtin"
+    assert numpy_row["version"] == clconv.__version__
     assert numpy_row["devices"] == ["numpy:cpu"]
     assert {a["id"] for a in numpy_row["algorithms"]} == {"reference", "im2col"}
     assert data["failed_plugins"] == []
