@@ -192,6 +192,22 @@ def test_failing_import_is_reported_and_skipped(fresh_host, installed_plugins):
     assert {"numpy", "epbackend"} <= set(host.backends())
 
 
+def test_failing_builtin_import_is_reported_and_skipped(fresh_host, monkeypatch):
+    """A built-in whose import fails (pyopencl without an OpenCL library) is skipped by name;
+    naming it in CLCONV_LOAD_PLUGINS is still a known name, reported as the same failure."""
+    monkeypatch.setattr(plugins, "DEFAULT_PLUGINS", ("clconv.backends.numpy", "clconv.backends.nosuchbackend"))
+    with pytest.warns(plugins.PluginWarning, match="'nosuchbackend' skipped: import of clconv.backends.nosuchbackend failed"):
+        host = fresh_host()
+    assert [f.plugin for f in host.failures] == ["nosuchbackend"]
+    assert "ModuleNotFoundError" in host.failures[0].error
+    assert list(host.backends()) == ["numpy"]
+    plugins.reset_host()
+    monkeypatch.setenv("CLCONV_LOAD_PLUGINS", "nosuchbackend")
+    with pytest.warns(plugins.PluginWarning, match="nosuchbackend"):
+        host = plugins.get_host()
+    assert host.backends() == {}
+
+
 def test_register_hook_that_raises_is_reported_and_skipped(fresh_host, installed_plugins):
     installed_plugins(
         "clconv-raiser", "raiser", "clconvtest_raiser",
@@ -209,10 +225,22 @@ def test_register_hook_that_raises_is_reported_and_skipped(fresh_host, installed
 
 def test_entry_point_reusing_a_builtin_name_is_rejected(fresh_host, installed_plugins):
     installed_plugins("clconv-impostor", "numpy", "clconvtest_impostor", GOOD_PLUGIN)
-    with pytest.warns(plugins.PluginWarning, match="already taken"):
+    with pytest.warns(plugins.PluginWarning, match="'numpy' from distribution 'clconv-impostor' is already taken by the plugin from builtin"):
         host = fresh_host()
     assert host.origin("numpy") == "numpy"
     assert "epbackend" not in host.backends()
+    assert [f.plugin for f in host.failures] == ["numpy"]
+
+
+def test_entry_point_registering_a_taken_backend_name_is_reported(fresh_host, installed_plugins):
+    """Through the hook (not register_plugin): the second plugin's backend is refused, the
+    warning names both plugins, and the first keeps the name."""
+    installed_plugins("clconv-clash", "clash", "clconvtest_clash", GOOD_PLUGIN.replace('name = "epbackend"', 'name = "numpy"'))
+    with pytest.warns(plugins.PluginWarning, match=r"'clash'.*plugin 'clash' registered backend 'numpy', but plugin 'numpy' already"):
+        host = fresh_host()
+    assert host.origin("numpy") == "numpy"
+    assert type(host.backends()["numpy"]).__name__ == "NumpyBackend"
+    assert [f.plugin for f in host.failures] == ["clash"]
 
 
 def test_load_plugins_env_narrows(fresh_host, installed_plugins, monkeypatch):
