@@ -152,6 +152,8 @@ CASES = [
     case("c2-nobias", C, 1, 2, 3, (5, 5), (3, 3), bias=False, dilation=2, padding=2),
     case("c2-f32", C, 2, 4, 4, (6, 6), (3, 3), dtype="float32", groups=2, padding="same"),
     case("c2-f16", C, 2, 4, 4, (6, 6), (3, 3), dtype="float16", stride=2, padding=1),
+    case("c2-same-dil-reflect-s2", C, 1, 2, 3, (6, 7), (3, 2), stride=2, dilation=(2, 3), padding="same", padding_mode="reflect"),
+    case("c2-circular-dil-s2-full", C, 2, 2, 2, (5, 6), (2, 3), stride=(2, 1), dilation=2, padding=((5, 1), (0, 6)), padding_mode="circular"),
     case("c2-f16-depthwise", C, 1, 2, 4, (5, 5), (3, 3), dtype="float16", groups=2, padding=1, padding_mode="reflect"),
     # ------------------------------------------------------------------ conv3d
     case("c3-basic", C, 1, 2, 2, (4, 4, 3), (2, 3, 2)),
@@ -163,6 +165,9 @@ CASES = [
     case("c3-depthwise", C, 1, 2, 4, (4, 3, 3), (3, 2, 2), groups=2, padding=1),
     case("c3-1x1x1", C, 2, 3, 2, (3, 2, 3), (1, 1, 1)),
     case("c3-kernel-eq-input", C, 1, 2, 2, (3, 2, 3), (3, 2, 3), bias=False),
+    case("c3-same-dil-s2-even", C, 1, 2, 2, (5, 4, 5), (2, 3, 2), stride=(1, 2, 1), dilation=(2, 1, 2), padding="same"),
+    case("c3-same-dil-circular", C, 1, 2, 2, (4, 5, 4), (3, 2, 2), dilation=(1, 2, 2), padding="same", padding_mode="circular"),
+    case("c3-valid-stride", C, 1, 2, 2, (4, 5, 6), (2, 2, 2), stride=(1, 2, 3), padding="valid"),
     case("c3-n0", C, 0, 2, 2, (3, 3, 3), (2, 2, 2)),
     case("c3-f32", C, 1, 2, 2, (4, 4, 4), (3, 3, 3), dtype="float32", padding="same"),
     case("c3-f16", C, 1, 2, 2, (4, 4, 4), (3, 3, 3), dtype="float16", padding=1),
@@ -175,6 +180,7 @@ CASES = [
     case("t1-dil3-stride2-op2", T, 1, 2, 2, (4,), (2,), stride=2, dilation=3, output_padding=2),
     case("t1-groups2", T, 2, 4, 6, (5,), (3,), groups=2, stride=2),
     case("t1-depthwise", T, 1, 3, 6, (4,), (3,), groups=3, stride=2, padding=1),
+    case("t1-groups-dil-op-asym", T, 2, 4, 6, (5,), (3,), groups=2, stride=2, dilation=3, output_padding=2, padding=((1, 3),)),
     case("t1-valid", T, 1, 2, 3, (5,), (3,), stride=2, padding="valid"),
     case("t1-stride-gt-kernel", T, 1, 2, 2, (4,), (2,), stride=4, output_padding=3),
     case("t1-n0", T, 0, 2, 3, (5,), (3,), stride=2),
@@ -189,6 +195,8 @@ CASES = [
     case("t2-everything", T, 2, 4, 4, (3, 4), (3, 2), stride=(2, 3), padding=((1, 0), (0, 2)), output_padding=(1, 2), groups=2),
     case("t2-dil-op", T, 1, 2, 2, (3, 3), (2, 3), dilation=(2, 1), stride=(1, 2), output_padding=(1, 1)),
     case("t2-depthwise", T, 1, 2, 4, (3, 3), (3, 3), groups=2, stride=2, padding=1, output_padding=1),
+    case("t2-groups-dil-op-asym", T, 1, 4, 4, (3, 4), (2, 3), groups=2, stride=(2, 1), dilation=(1, 2), output_padding=(1, 1), padding=((0, 1), (2, 0))),
+    case("t2-depthwise-mult-dil-op", T, 1, 2, 6, (3, 3), (3, 2), groups=2, stride=3, dilation=2, output_padding=(2, 1)),
     case("t2-kernel-eq-input", T, 1, 2, 2, (3, 2), (3, 2)),
     case("t2-n0", T, 0, 2, 2, (3, 3), (2, 2), stride=2),
     case("t2-f32", T, 1, 3, 2, (4, 4), (3, 3), dtype="float32", stride=2, padding=1, output_padding=1),
@@ -196,6 +204,8 @@ CASES = [
     # -------------------------------------------------------- conv_transpose3d
     case("t3-stride2-op1", T, 1, 2, 2, (2, 3, 2), (2, 2, 3), stride=2, output_padding=1),
     case("t3-asym-groups", T, 1, 2, 2, (2, 2, 3), (3, 2, 2), groups=2, stride=(1, 2, 2), padding=((1, 0), (0, 1), (2, 1)), dilation=(1, 1, 2)),
+    case("t3-everything", T, 1, 4, 2, (2, 3, 2), (2, 2, 3), groups=2, stride=(2, 3, 1), dilation=(2, 1, 2), output_padding=(1, 2, 1), padding=((1, 0), (0, 2), (1, 1))),
+    case("t3-depthwise-mult-f32", T, 1, 2, 4, (2, 2, 3), (2, 3, 2), dtype="float32", groups=2, stride=2, dilation=(1, 2, 1), output_padding=1),
     case("t3-1x1x1", T, 2, 2, 3, (2, 2, 2), (1, 1, 1)),
     case("t3-n0", T, 0, 2, 2, (2, 2, 2), (2, 2, 2)),
     case("t3-f32", T, 1, 2, 2, (3, 2, 3), (2, 2, 2), dtype="float32", stride=2, padding=1),
@@ -250,6 +260,11 @@ def test_case_table_covers_every_feature() -> None:
             seen.add(("stride", c["op"]))
         if max(d) > 1:
             seen.add(("dilation", c["op"]))
+            if p.get("padding") == "same":
+                seen.add(("same+dilation", nd))
+        seen.add(("mode", p.get("padding_mode", "zeros"), nd))
+        if c["op"] == T and p.get("groups", 1) > 1 and max(d) > 1 and any(per_dim(p.get("output_padding", 0), nd)):
+            seen.add(("transposed groups+dilation+output_padding", nd))
         g = p.get("groups", 1)
         if g > 1:
             seen.add(("groups", c["op"], "depthwise" if g == c["c_in"] else "grouped"))
@@ -273,6 +288,9 @@ def test_case_table_covers_every_feature() -> None:
     need |= {("multiplier", C), ("multiplier", T), "output_padding", ("bias", True), ("bias", False)}
     need |= {("batch", 0), ("batch", 1), ("batch", 2), ("1x1", C), ("1x1", T)}
     need |= {("kernel==input", C), ("kernel==input", T)}
+    need |= {("same+dilation", nd) for nd in (1, 2, 3)}
+    need |= {("mode", m, nd) for m in ("zeros", "reflect", "replicate", "circular") for nd in (1, 2, 3)}
+    need |= {("transposed groups+dilation+output_padding", nd) for nd in (1, 2, 3)}
     assert need <= seen, sorted(map(str, need - seen))
 
 
