@@ -12,6 +12,9 @@ from .spec import ConvSpec, _short_repr, is_array, is_device_array
 
 _CONV_OPS = {f"conv{n}d": ("conv", n) for n in (1, 2, 3)}
 _CONV_OPS.update({f"conv_transpose{n}d": ("conv_transpose", n) for n in (1, 2, 3)})
+#: The keyword parameters plan/explain pass on to validation (output_padding for conv and
+#: padding_mode for transposed are refused there, with the reason).
+_PARAMS = ("stride", "padding", "dilation", "groups", "padding_mode", "output_padding")
 
 
 def _spec(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any]) -> ConvSpec:
@@ -21,7 +24,18 @@ def _spec(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any])
         from .errors import bad_value
 
         raise bad_value("op", name, f"accepted {', '.join(_CONV_OPS)}") from None
+    for key in params:
+        if key not in _PARAMS and key != "dtype":
+            raise ConvTypeError(
+                f"{key}={_short_repr(params[key])} is not accepted: {name} takes {', '.join(_PARAMS)} "
+                "(and dtype= with shapes)"
+            )
     if is_array(input) and is_array(weight):
+        if "dtype" in params:
+            raise ConvTypeError(
+                f"dtype={params['dtype']!r} is not accepted with arrays: the input's dtype "
+                f"({input.dtype}) is the call's; dtype= goes with shapes"
+            )
         return ConvSpec.from_arrays(op, nd, input, weight, bias, **params)
     if is_array(input) or is_array(weight):
         arr, other = ("input", "weight") if is_array(input) else ("weight", "input")

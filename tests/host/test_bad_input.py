@@ -392,6 +392,23 @@ def test_plan_with_one_array_and_one_shape() -> None:
                   lambda: clconv.explain("conv2d", (1, 3, 5, 5), w), w)
 
 
+@pytest.mark.parametrize("entry", ["plan", "explain"])
+def test_plan_and_explain_unknown_keywords(entry: str) -> None:
+    """Keywords of neither the function nor plan/explain: a TypeError naming the keyword and
+    what is taken (it was Python's, naming ConvSpec.from_shapes, an internal name)."""
+    fn = getattr(clconv, entry)
+    x, w, _ = arrays((1, 3, 5, 5), (4, 3, 3, 3), None)
+    for inputs in ((x, w), ((1, 3, 5, 5), (4, 3, 3, 3))):
+        assert_raises(ConvTypeError, ("foo=1 is not accepted", "conv2d takes stride, padding, dilation, groups"),
+                      lambda: fn("conv2d", *inputs, foo=1), x, w)
+        assert_raises(ConvTypeError, ("ndim=3 is not accepted",), lambda: fn("conv2d", *inputs, ndim=3), x, w)
+    assert_raises(ConvTypeError, ("dtype='float64' is not accepted with arrays", "float32", "shapes"),
+                  lambda: fn("conv2d", x, w, dtype="float64"), x, w)
+    assert_raises(ConvValueError, ("output_padding=(1, 1)", "transposed convolution only"),
+                  lambda: fn("conv2d", x, w, output_padding=1), x, w)
+    assert fn("conv2d", (1, 3, 5, 5), (4, 3, 3, 3), dtype="float64", backend="numpy").spec.dtype == "float64"
+
+
 def test_padding_mode_of_another_type() -> None:
     x, w, b = arrays()
     mode = np.array(["zeros", "reflect"])
