@@ -24,10 +24,10 @@ def _spec(name: str, input: Any, weight: Any, bias: Any, params: dict[str, Any])
         from .errors import bad_value
 
         raise bad_value("op", name, f"accepted {', '.join(_CONV_OPS)}") from None
-    for key in params:
+    for key, value in params.items():
         if key not in _PARAMS and key != "dtype":
             raise ConvTypeError(
-                f"{key}={_short_repr(params[key])} is not accepted: {name} takes {', '.join(_PARAMS)} "
+                f"{key}={_short_repr(value)} is not accepted: {name} takes {', '.join(_PARAMS)} "
                 "(and dtype= with shapes)"
             )
     if is_array(input) and is_array(weight):

@@ -400,8 +400,8 @@ def test_plan_and_explain_unknown_keywords(entry: str) -> None:
     x, w, _ = arrays((1, 3, 5, 5), (4, 3, 3, 3), None)
     for inputs in ((x, w), ((1, 3, 5, 5), (4, 3, 3, 3))):
         assert_raises(ConvTypeError, ("foo=1 is not accepted", "conv2d takes stride, padding, dilation, groups"),
-                      lambda: fn("conv2d", *inputs, foo=1), x, w)
-        assert_raises(ConvTypeError, ("ndim=3 is not accepted",), lambda: fn("conv2d", *inputs, ndim=3), x, w)
+                      lambda i=inputs: fn("conv2d", *i, foo=1), x, w)
+        assert_raises(ConvTypeError, ("ndim=3 is not accepted",), lambda i=inputs: fn("conv2d", *i, ndim=3), x, w)
     assert_raises(ConvTypeError, ("dtype='float64' is not accepted with arrays", "float32", "shapes"),
                   lambda: fn("conv2d", x, w, dtype="float64"), x, w)
     assert_raises(ConvValueError, ("output_padding=(1, 1)", "transposed convolution only"),
