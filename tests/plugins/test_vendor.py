@@ -146,6 +146,31 @@ def test_transposed_output_padding_and_asymmetric_crop(vendor, padding, bias):
         _check(alg, dev, spec)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, groups, stride, dilation, output_padding, padding",
+    [
+        # OpenVINO's CPU plugin drops pads_begin of a ConvolutionBackpropData with a 1x1 kernel,
+        # stride 1 and output_padding: the result came out shifted by the crop
+        ((2, 1, 2), (1, 1, 1), 1, 1, 2, 1, ((1, 0),)),
+        ((2, 3, 3, 5), (3, 4, 1, 1), 1, 1, (3, 2), (2, 1), ((2, 0), (1, 0))),
+        # the crop starts past the end of the full result (pads_before >= its size): every
+        # output is the bias; ONNX Runtime's rewrite made a ConvTranspose of size <= 0
+        ((2, 1, 2), (1, 1, 1), 1, 1, 3, 2, ((2, 0),)),
+        ((3, 2, 3, 1, 5), (2, 3, 1, 2, 3), 2, 1, (3, 2, 2), (1, 0, 0), ((3, 0), (2, 0), (1, 1))),
+        ((1, 2, 2, 4), (2, 2, 2, 2), 1, (1, 2), (3, 1), (2, 1), ((5, 0), (0, 0))),
+    ],
+)
+def test_transposed_crops_past_the_data(vendor, input_shape, weight_shape, groups, stride, dilation,
+                                        output_padding, padding, bias):
+    # output_padding >= stride (dilation > stride): the output's tail lies past the full
+    # result, where only the bias lands; found by a random grid of specs
+    _, _, backend = vendor
+    spec = ConvSpec.from_shapes("conv_transpose", input_shape, weight_shape, bias=bias, groups=groups,
+                                stride=stride, dilation=dilation, output_padding=output_padding, padding=padding)
+    _check(backend.algorithms()[0], _cpu(backend), spec)
+
+
 def test_float16_is_computed_with_float_accumulation(vendor):
     _, _, backend = vendor
     spec = ConvSpec.from_shapes("conv", (1, 64, 8, 8), (16, 64, 3, 3), padding=1, bias=True, dtype="float16")

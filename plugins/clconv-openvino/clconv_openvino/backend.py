@@ -34,7 +34,7 @@ from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
 from ._version import __version__
-from .graph import bias_shape, build_model, ov_weight_shape
+from .graph import bias_shape, build_model, only_bias, ov_weight_shape
 
 _KINDS = {"CPU": "cpu", "GPU": "gpu", "NPU": "npu"}
 
@@ -228,7 +228,7 @@ class GraphAlgorithm(Algorithm):
         if not support:
             raise UnsupportedError(f"openvino/{self.id} cannot run {spec.describe()} on {device.id}: {support.reason}")
         assert isinstance(device, OpenVINODevice)
-        compiled = None if spec.batch == 0 else self.compiled_model(spec, device)
+        compiled = None if spec.batch == 0 or only_bias(spec) else self.compiled_model(spec, device)
         return GraphKernel(spec, device, self, compiled) if compiled is not None else _EmptyKernel(spec, device, self)
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
@@ -241,10 +241,13 @@ class GraphAlgorithm(Algorithm):
 
 
 class _EmptyKernel(Kernel):
-    """N = 0: the output has no elements; nothing is compiled or run."""
+    """No input element reaches the output: N = 0, or a transposed crop past the data
+    (``graph.only_bias``). The output is the bias (or zeros); nothing is compiled or run."""
 
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
-        return out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y = out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y[...] = 0 if bias is None else np.asarray(bias).reshape(bias_shape(self.spec))
+        return y
 
 
 def efficiency(spec: ConvSpec, device: Device) -> float:
