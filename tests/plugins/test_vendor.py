@@ -245,3 +245,37 @@ def test_calibration_measures_the_device(vendor):
     p = backend.calibrate(_cpu(backend))
     assert p.source == "calibrated"
     assert p.peak_gflops > 1 and p.bandwidth_gbs > 0.1 and 0 < p.launch_us < 100_000
+
+
+def test_a_run_time_failure_of_the_vendor_runtime_falls_back(vendor, host_with, monkeypatch):
+    # The vendor backend wins this layer (the other GPU-less choices are NumPy's); when its
+    # runtime then fails at run time (a lost device, a driver error), the plan warns and
+    # moves to the next candidate, and the result is still right.
+    import clconv
+
+    name, mod, _ = vendor
+    host_with(mod, name)
+    other = next(n for n in VENDORS if n != name)
+    clconv.configure(policy="heuristic", disable=("opencl", other))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 256, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((512, 256, 1, 1)).astype(np.float32)
+    p = clconv.plan("conv2d", x, w)
+    assert p.backend == name
+    np.testing.assert_allclose(p(x, w), reference(p.spec, x, w), rtol=1e-4, atol=1e-3)
+
+    def lost(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("simulated: device lost")
+
+    if name == "openvino":
+        import openvino
+
+        monkeypatch.setattr(openvino.InferRequest, "infer", lost)
+    else:
+        import onnxruntime
+
+        monkeypatch.setattr(onnxruntime.InferenceSession, "run", lost)
+    with pytest.warns(clconv.FallbackWarning, match=rf"{name}/{name}:CPU/graph failed .*device lost.*falling back"):
+        y = p(x, w)
+    np.testing.assert_allclose(y, reference(p.spec, x, w), rtol=1e-4, atol=1e-3)
+    assert p.backend != name and p.failures[0][0] == f"{name}/{name}:CPU/graph"
