@@ -279,3 +279,25 @@ def test_a_run_time_failure_of_the_vendor_runtime_falls_back(vendor, host_with, 
         y = p(x, w)
     np.testing.assert_allclose(y, reference(p.spec, x, w), rtol=1e-4, atol=1e-3)
     assert p.backend != name and p.failures[0][0] == f"{name}/{name}:CPU/graph"
+
+
+def test_openvino_that_cannot_list_devices_leaves_clconv_working(host_with, monkeypatch):
+    # An installed OpenVINO whose Core cannot start (a broken plugins.xml, a missing device
+    # library) made every unpinned clconv call raise, NumPy and OpenCL included.
+    import clconv
+    from clconv.plugins import PluginWarning
+
+    mod = plugin_module("clconv_openvino", "clconv-openvino", ("openvino",))
+
+    def broken_core():  # type: ignore[no-untyped-def]
+        raise RuntimeError("simulated: cannot load plugins.xml")
+
+    monkeypatch.setattr(mod.backend.ov, "Core", broken_core)
+    host = host_with(mod, "openvino")
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    with pytest.warns(PluginWarning, match="OpenVINO cannot list its devices: RuntimeError: simulated"):
+        y = clconv.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(y, reference(ConvSpec.from_arrays("conv", 2, x, w, padding=1), x, w), rtol=1e-6)
+    backend = host.backends()["openvino"]
+    assert backend.devices() == [] and "simulated" in backend.problems[0]

@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -30,6 +31,7 @@ import openvino as ov
 from clconv.backend import Algorithm, Backend, Device, Kernel, Support, first_failure, format_bytes
 from clconv.costmodel import Cost, DeviceProfile, gemm_efficiency, io_bytes, spatial
 from clconv.errors import UnsupportedError
+from clconv.plugins import PluginWarning
 from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
@@ -291,12 +293,19 @@ class OpenVINOBackend(Backend):
         self._devices: list[Device] | None = None
         self._algorithms: list[Algorithm] = [GraphAlgorithm()]
         self._lock = threading.Lock()
+        self.problems: list[str] = []  # why OpenVINO listed no devices, when it could not
 
     def devices(self) -> list[Device]:
         with self._lock:
             if self._devices is None:
-                self._core = ov.Core()
-                self._devices = list_devices(self._core, self.name)
+                try:
+                    self._core = ov.Core()
+                    self._devices = list_devices(self._core, self.name)
+                except Exception as exc:  # a broken OpenVINO must not break clconv's other backends
+                    self.problems = [f"OpenVINO cannot list its devices: {type(exc).__name__}: {exc}"]
+                    warnings.warn(f"clconv-openvino: {self.problems[0]}; the openvino backend has no devices",
+                                  PluginWarning, stacklevel=2)
+                    self._devices = []
             return list(self._devices)
 
     def algorithms(self) -> list[Algorithm]:
