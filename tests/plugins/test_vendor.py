@@ -19,7 +19,7 @@ from clconv.backends.numpy.ops import reference
 from clconv.conformance import run_suite
 from clconv.spec import ConvSpec
 
-from .conftest import env_with, is_installed, need_vendor, plugin_module, run_clconv
+from .conftest import backends_json, env_with, is_installed, need_vendor, plugin_module, run_clconv
 
 VENDORS = {
     # backend: (distribution, plugin module, vendor modules it needs)
@@ -59,6 +59,35 @@ def test_quick_conformance_passes(name, target_installs, tmp_path):
         assert proc.returncode == (1 if failures else 0)
     assert not failures, "\n".join(failures)
     assert summary["passed"] >= 60, summary
+
+
+@pytest.mark.parametrize("name", sorted(VENDORS))
+def test_an_installed_vendor_plugin_is_listed_with_its_devices(name, target_installs, tmp_path):
+    # `clconv backends --json` in a fresh process: the entry point alone brings the backend
+    # and its devices; without the plugin, the other backends are listed exactly as with it
+    dist, _, needs = VENDORS[name]
+    need_vendor(dist, needs)
+    cache = str(tmp_path / "cache")
+    paths = () if is_installed(dist) else (target_installs(dist),)
+    data = backends_json(env_with(*paths, CLCONV_CACHE_DIR=cache))
+    assert data["failed_plugins"] == []
+    [entry] = [b for b in data["backends"] if b["name"] == name]
+    assert entry["plugin"] == name and entry["origin"] == f"entry point in {dist}"
+    assert f"{name}:CPU" in entry["devices"] and all(d.startswith(name + ":") for d in entry["devices"])
+    assert [a["id"] for a in entry["algorithms"]] == ["graph"]
+
+    proc = run_clconv(["devices", "--json"], env_with(*paths, CLCONV_CACHE_DIR=cache))
+    assert proc.returncode == 0, proc.stderr
+    cpu = {d["id"]: d for d in json.loads(proc.stdout)}[f"{name}:CPU"]
+    assert cpu["kind"] == "cpu" and cpu["usable"] and cpu["memory_bytes"] > 0 and cpu["extra"]
+
+    others = [b for b in data["backends"] if b["name"] != name]
+    if paths:  # installed only into the temporary folder: leave it off the path
+        without = backends_json(env_with(CLCONV_CACHE_DIR=cache))
+    else:  # installed here: load every plugin but this one
+        load = ",".join(b["plugin"] for b in others)
+        without = backends_json(env_with(CLCONV_CACHE_DIR=cache, CLCONV_LOAD_PLUGINS=load))
+    assert without["backends"] == others and without["failed_plugins"] == []
 
 
 # ---------------------------------------------------------------- devices
