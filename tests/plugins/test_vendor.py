@@ -19,7 +19,7 @@ from clconv.backends.numpy.ops import reference
 from clconv.conformance import run_suite
 from clconv.spec import ConvSpec
 
-from .conftest import env_with, is_installed, need_vendor, plugin_module, run_clconv
+from .conftest import backends_json, env_with, is_installed, need_vendor, plugin_module, run_clconv
 
 VENDORS = {
     # backend: (distribution, plugin module, vendor modules it needs)
@@ -59,6 +59,35 @@ def test_quick_conformance_passes(name, target_installs, tmp_path):
         assert proc.returncode == (1 if failures else 0)
     assert not failures, "\n".join(failures)
     assert summary["passed"] >= 60, summary
+
+
+@pytest.mark.parametrize("name", sorted(VENDORS))
+def test_an_installed_vendor_plugin_is_listed_with_its_devices(name, target_installs, tmp_path):
+    # `clconv backends --json` in a fresh process: the entry point alone brings the backend
+    # and its devices; without the plugin, the other backends are listed exactly as with it
+    dist, _, needs = VENDORS[name]
+    need_vendor(dist, needs)
+    cache = str(tmp_path / "cache")
+    paths = () if is_installed(dist) else (target_installs(dist),)
+    data = backends_json(env_with(*paths, CLCONV_CACHE_DIR=cache))
+    assert data["failed_plugins"] == []
+    [entry] = [b for b in data["backends"] if b["name"] == name]
+    assert entry["plugin"] == name and entry["origin"] == f"entry point in {dist}"
+    assert f"{name}:CPU" in entry["devices"] and all(d.startswith(name + ":") for d in entry["devices"])
+    assert [a["id"] for a in entry["algorithms"]] == ["graph"]
+
+    proc = run_clconv(["devices", "--json"], env_with(*paths, CLCONV_CACHE_DIR=cache))
+    assert proc.returncode == 0, proc.stderr
+    cpu = {d["id"]: d for d in json.loads(proc.stdout)}[f"{name}:CPU"]
+    assert cpu["kind"] == "cpu" and cpu["usable"] and cpu["memory_bytes"] > 0 and cpu["extra"]
+
+    others = [b for b in data["backends"] if b["name"] != name]
+    if paths:  # installed only into the temporary folder: leave it off the path
+        without = backends_json(env_with(CLCONV_CACHE_DIR=cache))
+    else:  # installed here: load every plugin but this one
+        load = ",".join(b["plugin"] for b in others)
+        without = backends_json(env_with(CLCONV_CACHE_DIR=cache, CLCONV_LOAD_PLUGINS=load))
+    assert without["backends"] == others and without["failed_plugins"] == []
 
 
 # ---------------------------------------------------------------- devices
@@ -146,6 +175,31 @@ def test_transposed_output_padding_and_asymmetric_crop(vendor, padding, bias):
         _check(alg, dev, spec)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, groups, stride, dilation, output_padding, padding",
+    [
+        # OpenVINO's CPU plugin drops pads_begin of a ConvolutionBackpropData with a 1x1 kernel,
+        # stride 1 and output_padding: the result came out shifted by the crop
+        ((2, 1, 2), (1, 1, 1), 1, 1, 2, 1, ((1, 0),)),
+        ((2, 3, 3, 5), (3, 4, 1, 1), 1, 1, (3, 2), (2, 1), ((2, 0), (1, 0))),
+        # the crop starts past the end of the full result (pads_before >= its size): every
+        # output is the bias; ONNX Runtime's rewrite made a ConvTranspose of size <= 0
+        ((2, 1, 2), (1, 1, 1), 1, 1, 3, 2, ((2, 0),)),
+        ((3, 2, 3, 1, 5), (2, 3, 1, 2, 3), 2, 1, (3, 2, 2), (1, 0, 0), ((3, 0), (2, 0), (1, 1))),
+        ((1, 2, 2, 4), (2, 2, 2, 2), 1, (1, 2), (3, 1), (2, 1), ((5, 0), (0, 0))),
+    ],
+)
+def test_transposed_crops_past_the_data(vendor, input_shape, weight_shape, groups, stride, dilation,
+                                        output_padding, padding, bias):
+    # output_padding >= stride (dilation > stride): the output's tail lies past the full
+    # result, where only the bias lands; found by a random grid of specs
+    _, _, backend = vendor
+    spec = ConvSpec.from_shapes("conv_transpose", input_shape, weight_shape, bias=bias, groups=groups,
+                                stride=stride, dilation=dilation, output_padding=output_padding, padding=padding)
+    _check(backend.algorithms()[0], _cpu(backend), spec)
+
+
 def test_float16_is_computed_with_float_accumulation(vendor):
     _, _, backend = vendor
     spec = ConvSpec.from_shapes("conv", (1, 64, 8, 8), (16, 64, 3, 3), padding=1, bias=True, dtype="float16")
@@ -220,3 +274,59 @@ def test_calibration_measures_the_device(vendor):
     p = backend.calibrate(_cpu(backend))
     assert p.source == "calibrated"
     assert p.peak_gflops > 1 and p.bandwidth_gbs > 0.1 and 0 < p.launch_us < 100_000
+
+
+def test_a_run_time_failure_of_the_vendor_runtime_falls_back(vendor, host_with, monkeypatch):
+    # The vendor backend wins this layer (the other GPU-less choices are NumPy's); when its
+    # runtime then fails at run time (a lost device, a driver error), the plan warns and
+    # moves to the next candidate, and the result is still right.
+    import clconv
+
+    name, mod, _ = vendor
+    host_with(mod, name)
+    other = next(n for n in VENDORS if n != name)
+    clconv.configure(policy="heuristic", disable=("opencl", other))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 256, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((512, 256, 1, 1)).astype(np.float32)
+    p = clconv.plan("conv2d", x, w)
+    assert p.backend == name
+    np.testing.assert_allclose(p(x, w), reference(p.spec, x, w), rtol=1e-4, atol=1e-3)
+
+    def lost(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("simulated: device lost")
+
+    if name == "openvino":
+        import openvino
+
+        monkeypatch.setattr(openvino.InferRequest, "infer", lost)
+    else:
+        import onnxruntime
+
+        monkeypatch.setattr(onnxruntime.InferenceSession, "run", lost)
+    with pytest.warns(clconv.FallbackWarning, match=rf"{name}/{name}:CPU/graph failed .*device lost.*falling back"):
+        y = p(x, w)
+    np.testing.assert_allclose(y, reference(p.spec, x, w), rtol=1e-4, atol=1e-3)
+    assert p.backend != name and p.failures[0][0] == f"{name}/{name}:CPU/graph"
+
+
+def test_openvino_that_cannot_list_devices_leaves_clconv_working(host_with, monkeypatch):
+    # An installed OpenVINO whose Core cannot start (a broken plugins.xml, a missing device
+    # library) made every unpinned clconv call raise, NumPy and OpenCL included.
+    import clconv
+    from clconv.plugins import PluginWarning
+
+    mod = plugin_module("clconv_openvino", "clconv-openvino", ("openvino",))
+
+    def broken_core():  # type: ignore[no-untyped-def]
+        raise RuntimeError("simulated: cannot load plugins.xml")
+
+    monkeypatch.setattr(mod.backend.ov, "Core", broken_core)
+    host = host_with(mod, "openvino")
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    with pytest.warns(PluginWarning, match="OpenVINO cannot list its devices: RuntimeError: simulated"):
+        y = clconv.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(y, reference(ConvSpec.from_arrays("conv", 2, x, w, padding=1), x, w), rtol=1e-6)
+    backend = host.backends()["openvino"]
+    assert backend.devices() == [] and "simulated" in backend.problems[0]

@@ -36,7 +36,7 @@ from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
 from ._version import __version__
-from .model import build_model, sample_arrays, tiny_spec
+from .model import build_model, only_bias, sample_arrays, tiny_spec
 
 #: Providers that are not devices.
 SKIP_PROVIDERS = ("AzureExecutionProvider",)
@@ -177,10 +177,13 @@ class SessionKernel(Kernel):
 
 
 class _EmptyKernel(Kernel):
-    """N = 0: the output has no elements; no session is created or run."""
+    """No input element reaches the output: N = 0, or a transposed crop past the data
+    (``model.only_bias``). The output is the bias (or zeros); no session is created or run."""
 
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
-        return out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y = out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y[...] = 0 if bias is None else np.asarray(bias).reshape((-1,) + (1,) * self.spec.ndim)
+        return y
 
 
 class GraphAlgorithm(Algorithm):
@@ -246,7 +249,7 @@ class GraphAlgorithm(Algorithm):
         if not support:
             raise UnsupportedError(f"onnxruntime/{self.id} cannot run {spec.describe()} on {device.id}: {support.reason}")
         assert isinstance(device, OrtDevice)
-        if spec.batch == 0:
+        if spec.batch == 0 or only_bias(spec):
             return _EmptyKernel(spec, device, self)
         return SessionKernel(spec, device, self, self.session(spec, device))
 

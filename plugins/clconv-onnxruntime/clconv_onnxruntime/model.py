@@ -12,7 +12,8 @@ Semantics map one to one:
   ``output_padding`` extra elements at the end: exactly ConvSpec's crop semantics,
   asymmetric crops included.
   ONNX Runtime refuses output_padding >= stride (clconv allows it when dilation > stride):
-  see :func:`transposed_crop`.
+  see :func:`transposed_crop`. A crop that starts past the end of the full result leaves
+  nothing for a ConvTranspose to compute (:func:`only_bias`): no model is built for it.
 - padding_mode reflect / replicate / circular: a Pad node (mode ``reflect`` / ``edge`` /
   ``wrap``) in front of an unpadded Conv. ``wrap`` needs opset 19.
 """
@@ -52,6 +53,18 @@ def transposed_crop(spec: ConvSpec) -> tuple[list[int], list[int], list[int]]:
             if out_pad[i] >= s:
                 extra[i], out_pad[i] = out_pad[i], 0
     return pads_end, out_pad, extra
+
+
+def only_bias(spec: ConvSpec) -> bool:
+    """A transposed spec whose crop starts past the end of the full result on some dim.
+
+    Every output element then lies where no input element lands, so each is the bias
+    (or zero); the ConvTranspose that :func:`transposed_crop` leaves would have a size <= 0.
+    """
+    return spec.transposed and any(
+        before >= (n - 1) * s + d * (k - 1) + 1
+        for n, k, s, d, before in zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pad_before)
+    )
 
 
 def build_model(spec: ConvSpec) -> bytes:

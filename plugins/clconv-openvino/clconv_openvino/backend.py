@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -30,11 +31,12 @@ import openvino as ov
 from clconv.backend import Algorithm, Backend, Device, Kernel, Support, first_failure, format_bytes
 from clconv.costmodel import Cost, DeviceProfile, gemm_efficiency, io_bytes, spatial
 from clconv.errors import UnsupportedError
+from clconv.plugins import PluginWarning
 from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
 from ._version import __version__
-from .graph import bias_shape, build_model, ov_weight_shape
+from .graph import bias_shape, build_model, only_bias, ov_weight_shape
 
 _KINDS = {"CPU": "cpu", "GPU": "gpu", "NPU": "npu"}
 
@@ -228,7 +230,7 @@ class GraphAlgorithm(Algorithm):
         if not support:
             raise UnsupportedError(f"openvino/{self.id} cannot run {spec.describe()} on {device.id}: {support.reason}")
         assert isinstance(device, OpenVINODevice)
-        compiled = None if spec.batch == 0 else self.compiled_model(spec, device)
+        compiled = None if spec.batch == 0 or only_bias(spec) else self.compiled_model(spec, device)
         return GraphKernel(spec, device, self, compiled) if compiled is not None else _EmptyKernel(spec, device, self)
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
@@ -241,10 +243,13 @@ class GraphAlgorithm(Algorithm):
 
 
 class _EmptyKernel(Kernel):
-    """N = 0: the output has no elements; nothing is compiled or run."""
+    """No input element reaches the output: N = 0, or a transposed crop past the data
+    (``graph.only_bias``). The output is the bias (or zeros); nothing is compiled or run."""
 
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
-        return out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y = out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
+        y[...] = 0 if bias is None else np.asarray(bias).reshape(bias_shape(self.spec))
+        return y
 
 
 def efficiency(spec: ConvSpec, device: Device) -> float:
@@ -288,12 +293,19 @@ class OpenVINOBackend(Backend):
         self._devices: list[Device] | None = None
         self._algorithms: list[Algorithm] = [GraphAlgorithm()]
         self._lock = threading.Lock()
+        self.problems: list[str] = []  # why OpenVINO listed no devices, when it could not
 
     def devices(self) -> list[Device]:
         with self._lock:
             if self._devices is None:
-                self._core = ov.Core()
-                self._devices = list_devices(self._core, self.name)
+                try:
+                    self._core = ov.Core()
+                    self._devices = list_devices(self._core, self.name)
+                except Exception as exc:  # a broken OpenVINO must not break clconv's other backends
+                    self.problems = [f"OpenVINO cannot list its devices: {type(exc).__name__}: {exc}"]
+                    warnings.warn(f"clconv-openvino: {self.problems[0]}; the openvino backend has no devices",
+                                  PluginWarning, stacklevel=2)
+                    self._devices = []
             return list(self._devices)
 
     def algorithms(self) -> list[Algorithm]:
