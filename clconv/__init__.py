@@ -72,4 +72,6 @@ def list_backends():
 
 def list_devices():
     """Every device of every registered backend."""
-    return [d for b in list_backends().values() for d in b.devices()]
+    from .plugins import get_host
+
+    return get_host().all_devices()

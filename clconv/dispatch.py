@@ -319,7 +319,7 @@ def _select(
         )
     chosen = [(n, b) for n, b in backends.items() if backend is None or n == backend]
     if device_id is not None:
-        ids = [d.id for _, b in chosen for d in b.devices()]
+        ids = [d.id for n, _ in chosen for d in get_host().devices_of(n)]
         if device_id not in ids:
             raise UnsupportedError(
                 f"device={device_id!r} is not a device of "
@@ -352,7 +352,7 @@ def collect_candidates(
     selected, device_id, algorithm_id = _select(backends, backend, device, algorithm)
     out: list[Candidate] = []
     for bname, be in selected:
-        for dev in be.devices():
+        for dev in get_host().devices_of(bname):
             if device_id is not None and dev.id != device_id:
                 continue
             for alg in be.algorithms():

@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .backend import Backend
+from .backend import Backend, Device
 from .errors import PluginError
 
 #: Modules of the built-in plugins, loaded like any other plugin.
@@ -74,6 +74,7 @@ class PluginHost:
         self.infos: dict[str, PluginInfo] = {}
         self._backends: dict[str, Backend] = {}
         self._origin: dict[str, str] = {}
+        self._device_failures: set[str] = set()
         self._lock = threading.RLock()
         self._load(load_entry_points)
 
@@ -209,6 +210,28 @@ class PluginHost:
             raise UnsupportedError(
                 f"backend={name!r} is not registered; registered: {', '.join(self._backends) or 'none'}"
             ) from None
+
+    def devices_of(self, backend_name: str) -> list[Device]:
+        """The devices of a registered backend. A backend whose ``devices()`` raises (a broken
+        driver or runtime) has none: it is reported once, by plugin name (a warning and
+        :attr:`failures`), and every other backend keeps working."""
+        backend = self.backend(backend_name)
+        try:
+            return list(backend.devices())
+        except Exception as exc:
+            with self._lock:
+                first = backend_name not in self._device_failures
+                self._device_failures.add(backend_name)
+            if first:
+                self._fail(
+                    self._origin[backend_name],
+                    f"backend {backend_name!r}: devices() raised {type(exc).__name__}: {exc}",
+                )
+            return []
+
+    def all_devices(self) -> list[Device]:
+        """Every device of every registered backend (see :meth:`devices_of`)."""
+        return [d for name in self.backends() for d in self.devices_of(name)]
 
     def origin(self, backend_name: str) -> str:
         """The plugin that registered a backend."""

@@ -25,6 +25,7 @@ def backend_rows() -> dict:
     host = get_host()
     rows = []
     for name, backend in host.backends().items():
+        devices = host.devices_of(name)
         plugin = host.origin(name)
         info = host.infos.get(plugin)
         rows.append(
@@ -34,8 +35,8 @@ def backend_rows() -> dict:
                 "description": backend.description,
                 "plugin": plugin,
                 "origin": info.origin if info else "",
-                "devices": [d.id for d in backend.devices()],
-                "conformance": {d.id: _last(name, d) for d in backend.devices()},
+                "devices": [d.id for d in devices],
+                "conformance": {d.id: _last(name, d) for d in devices},
                 "algorithms": [
                     {"id": a.id, "family": a.family, "deterministic": a.deterministic}
                     for a in backend.algorithms()

@@ -16,7 +16,7 @@ def _peak_lookup():  # type: ignore[no-untyped-def]
     from .. import costmodel
     from ..plugins import get_host
 
-    devices = {d.id: d for be in get_host().backends().values() for d in be.devices()}
+    devices = {d.id: d for d in get_host().all_devices()}
     cache: dict[str, float | None] = {}
 
     def peak(device_id: str) -> float | None:

@@ -11,8 +11,9 @@ from ._util import echo_json, print_table
 
 def device_rows() -> list[dict]:
     rows = []
-    for name, backend in get_host().backends().items():
-        for d in backend.devices():
+    host = get_host()
+    for name in host.backends():
+        for d in host.devices_of(name):
             row = d.facts()
             problem = d.problem()
             row["usable"] = not problem

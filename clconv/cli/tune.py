@@ -61,7 +61,7 @@ def command(suites, specs, dtype, backend, device, budget, force, calibrate):  #
         for bname, be in get_host().backends().items():
             if backend and bname != backend or not hasattr(be, "calibrate"):
                 continue
-            for d in be.devices():
+            for d in get_host().devices_of(bname):
                 if device and d.id != device or d.problem():
                     continue
                 try:

@@ -200,7 +200,8 @@ def test_failing_builtin_import_is_reported_and_skipped(fresh_host, monkeypatch)
         host = fresh_host()
     assert [f.plugin for f in host.failures] == ["nosuchbackend"]
     assert "ModuleNotFoundError" in host.failures[0].error
-    assert list(host.backends()) == ["numpy"]
+    # the other built-in loads (installed vendor plugins come from entry points, not DEFAULT_PLUGINS)
+    assert [n for n in host.backends() if host.infos[host.origin(n)].origin == "builtin"] == ["numpy"]
     plugins.reset_host()
     monkeypatch.setenv("CLCONV_LOAD_PLUGINS", "nosuchbackend")
     with pytest.warns(plugins.PluginWarning, match="nosuchbackend"):
@@ -277,3 +278,51 @@ def test_every_hook_has_a_test():
     text += Path(__file__).read_text().split("def _hookspec_names")[0]
     for n in _hookspec_names():
         assert f"def {n}(" in text, f"hook {n} is not exercised by any host test"
+
+
+def test_a_backend_whose_devices_raise_is_reported_and_the_rest_works(fresh_host):
+    """A broken driver or runtime behind one backend's ``devices()`` must not break every
+    unpinned call, ``clconv devices`` or ``clconv backends``: that backend has no devices, the
+    failure is reported once by plugin name, and the others keep working."""
+    import json
+    import warnings
+
+    from click.testing import CliRunner
+
+    from clconv.cli import cli
+
+    class Broken(Backend):
+        name = "brokendevs"
+
+        def devices(self):
+            raise RuntimeError("driver exploded")
+
+        def algorithms(self):
+            return [_OnlyConv2d()]
+
+    @clconv.hookimpl
+    def clconv_register_backends(register):
+        register(Broken())
+
+    host = fresh_host()
+    host.register_plugin(types.SimpleNamespace(clconv_register_backends=clconv_register_backends), "devboom")
+    x = np.ones((1, 2, 5, 5))
+    w = np.ones((3, 2, 3, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = clconv.conv2d(x, w, padding=1)
+        assert [d.id for d in clconv.list_devices() if d.backend == "brokendevs"] == []
+        clconv.conv2d(x, w)
+    np.testing.assert_allclose(y, ops.reference(clconv.ConvSpec.from_arrays("conv", 2, x, w, padding=1), x, w, None))
+    reports = [str(c.message) for c in caught if issubclass(c.category, plugins.PluginWarning)]
+    assert len(reports) == 1 and "devboom" in reports[0] and "driver exploded" in reports[0], reports
+    with pytest.raises(UnsupportedError, match="brokendevs"):
+        clconv.conv2d(x, w, device="brokendevs:0")
+    r = CliRunner().invoke(cli, ["backends", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output[r.output.index("{"):])
+    row = next(b for b in data["backends"] if b["name"] == "brokendevs")
+    assert row["devices"] == []
+    assert any(f["plugin"] == "devboom" and "driver exploded" in f["error"] for f in data["failed_plugins"])
+    r = CliRunner().invoke(cli, ["devices", "--json"])
+    assert r.exit_code == 0 and "numpy:cpu" in r.output
