@@ -11,6 +11,13 @@ after another, on the calling thread). Where its platform has another device und
 gets the modules in ``SIBLING_MODULES`` (the conformance suite's cases over every algorithm,
 and the data-handling behaviour) rather than the whole grid a second time; naming it in
 ``CLCONV_TEST_DEVICES`` gives it every test.
+
+The same holds for a *twin*: the same device exposed again by another installed version of
+the same OpenCL implementation (pip's PoCL 3.0 next to Debian's PoCL 3.1 on one CPU, which CI
+installs because pip's cannot build for some CPUs). The first usable one in enumeration order
+gets the whole grid; each later twin gets ``SIBLING_MODULES``, which still run every
+algorithm's conformance cases through that platform's compiler. Testing the whole grid on
+every copy doubled CI's time (53 minutes on a 2-core machine where both PoCLs work).
 """
 
 from __future__ import annotations
@@ -39,13 +46,28 @@ _DEVICES = selected_devices()
 SIBLING_MODULES = {"test_conformance", "test_opencl_behaviour"}
 
 
+def _twin_key(device: runtime.OpenCLDevice) -> tuple:
+    x = device.extra
+    return (device.kind, device.vendor, device.compute_units, x.get("platform"), x.get("runs_on_caller_thread"))
+
+
 def _sibling(device: runtime.OpenCLDevice) -> bool:
-    """A PoCL basic device whose platform has another device under test (and that the
-    environment variable did not name)."""
-    if not device.extra.get("runs_on_caller_thread") or os.environ.get(ENV_DEVICES, "").strip():
+    """A device that gets only SIBLING_MODULES (unless the environment variable names
+    devices): a PoCL basic device whose platform has another device under test, or a later
+    twin of a usable device on another platform of the same implementation."""
+    if os.environ.get(ENV_DEVICES, "").strip():
         return False
     platform = device.id.rsplit(":", 1)[0]
-    return any(d is not device and d.id.rsplit(":", 1)[0] == platform for d in _DEVICES)
+    if device.extra.get("runs_on_caller_thread") and any(
+        d is not device and d.id.rsplit(":", 1)[0] == platform for d in _DEVICES
+    ):
+        return True
+    for d in _DEVICES:
+        if d is device:
+            return False
+        if _twin_key(d) == _twin_key(device) and not d.problem():
+            return True
+    return False
 
 
 def pytest_generate_tests(metafunc):
