@@ -4,7 +4,13 @@ Each numeric case is run through the algorithm's prepared kernel with ``out=``
 filled with poison (a NaN with a payload no computation produces), and checked
 against the float64 NumPy reference: every element written, NaN/Inf exactly
 where the reference has them, normwise and elementwise error within the named
-tolerance, inputs unchanged. A (device, algorithm) that declares it does not
+tolerance, inputs unchanged. Every array lies between guard regions (NaN that
+no computation produces), so that a write past ``out`` or a read past an input
+shows. The kernel is then called as ``clconv.conv2d`` calls it, without ``out=``
+(twice, so that whatever a backend sets up after a first call runs too; a
+deterministic algorithm must give the same values each time), and once more
+after new values are written into the same input, weight and bias arrays (a
+cache keyed by the array object must notice). A (device, algorithm) that declares it does not
 support a case (``Algorithm.supports``) gets the case *skipped* with that
 reason: listed, never counted as a pass. Bad-input cases must raise the right
 exception and return nothing. Random specs come from hypothesis.
@@ -13,6 +19,7 @@ exception and return nothing. Random specs come from hypothesis.
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -39,6 +46,15 @@ _POISON_BITS = {
     "float64": np.uint64(0x7FF8A5A5A5A5A5A5),
 }
 _UINT = {"float16": np.uint16, "float32": np.uint32, "float64": np.uint64}
+# The guard regions around the inputs: a NaN of another payload, so that one read past an
+# input and carried into the output is not taken for an unwritten element.
+_GUARD_BITS = {
+    "float16": np.uint16(0x7E3C),
+    "float32": np.uint32(0x7FC3C3C3),
+    "float64": np.uint64(0x7FF83C3C3C3C3C3C),
+}
+#: Elements of guard region before (at least) and after every array of a numeric case.
+GUARD = 16
 
 
 @dataclass(frozen=True)
@@ -102,8 +118,8 @@ def targets(backend: str, device: str | None = None, algorithm: str | None = Non
 
 
 # ----------------------------------------------------------------- arrays
-def make_arrays(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    rng = np.random.default_rng(case.seed)
+def make_arrays(case: Case, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    rng = np.random.default_rng(case.seed if seed is None else seed)
     spec = case.spec
     x = rng.standard_normal(spec.input_shape).astype(case.dtype)
     w = rng.standard_normal(spec.weight_shape).astype(case.dtype)
@@ -126,13 +142,66 @@ def unwritten(out: np.ndarray) -> np.ndarray:
     return out.view(_UINT[out.dtype.name]) == _POISON_BITS[out.dtype.name]
 
 
+class Guarded:
+    """A C-contiguous array that is a view into a larger buffer, between guard regions.
+
+    ``lead`` guard elements come before it (varied per case, so that arrays start at
+    different alignments) and :data:`GUARD` after it; ``changed()`` says whether the
+    guards still hold their bits.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, bits: Any, lead: int = GUARD):
+        n = math.prod(shape)
+        self.buffer = np.empty(lead + n + GUARD, dtype=dtype)
+        self.buffer.view(_UINT[dtype])[...] = bits
+        self.bits, self.lead, self.n = bits, lead, n
+        self.array = self.buffer[lead:lead + n].reshape(shape)
+
+    def changed(self) -> str:
+        """'' when both guard regions are intact, else which one was written and where."""
+        raw = self.buffer.view(_UINT[self.buffer.dtype.name])
+        for side, region, offset, origin in (("before", raw[:self.lead], -self.lead, "from its start"),
+                                             ("after", raw[self.lead + self.n:], 0, "past its end")):
+            bad = np.flatnonzero(region != self.bits)
+            if bad.size:
+                where = ", ".join(str(int(i) + offset) for i in bad[:4])
+                return f"{bad.size} element(s) {side} it (offset {where} {origin})"
+        return ""
+
+
+def guarded(data: np.ndarray | None, lead: int) -> Guarded | None:
+    """``data`` copied into a :class:`Guarded` array with NaN guards (None stays None)."""
+    if data is None:
+        return None
+    g = Guarded(data.shape, data.dtype.name, _GUARD_BITS[data.dtype.name], lead)
+    g.array[...] = data
+    return g
+
+
+def guarded_out(shape: tuple[int, ...], dtype: str, lead: int) -> Guarded:
+    """A poisoned ``out`` between guard regions of the same poison."""
+    return Guarded(shape, dtype, _POISON_BITS[dtype], lead)
+
+
 def _where(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
 # ----------------------------------------------------------------- checks
-def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndarray) -> None:
-    """Raise CaseFailure unless ``y`` is the convolution of x, w, b within tolerance."""
+def expected(spec: ConvSpec, x: Any, w: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 reference of x, w, b and its elementwise magnitude bound (|w| * |x| + |b|)."""
+    exact = reference(spec, x, w, b)
+    bound = reference(spec, np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
+                      None if b is None else np.abs(np.asarray(b, np.float64)))
+    return exact, bound
+
+
+def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndarray,
+                 *, reference_: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Raise CaseFailure unless ``y`` is the convolution of x, w, b within tolerance.
+
+    ``reference_``: :func:`expected` of the same arrays, when the caller has it already.
+    """
     if not isinstance(y, np.ndarray):
         raise CaseFailure(f"returned {type(y).__name__}, not a NumPy array, for NumPy input")
     if y.shape != spec.output_shape:
@@ -142,7 +211,7 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
     holes = unwritten(y)
     if holes.any():
         raise CaseFailure(f"{int(holes.sum())} output element(s) left unwritten, first at {_where(holes)}")
-    exact = reference(spec, x, w, b)
+    exact, abs_bound = reference_ if reference_ is not None else expected(spec, x, w, b)
     got = y.astype(np.float64)
     for what, a, e in (("NaN", np.isnan(got), np.isnan(exact)), ("Inf", np.isinf(got), np.isinf(exact))):
         if not np.array_equal(a, e):
@@ -150,7 +219,7 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
             where = _where(bad)
             raise CaseFailure(
                 f"{what} pattern differs from the reference at {int(bad.sum())} element(s), first at {where}: "
-                f"got {got[where]!r}, expected {exact[where]!r}"
+                f"got {float(got[where])!r}, expected {float(exact[where])!r}"
                 + (" (a NaN or Inf was swallowed)" if e[where] else " (a NaN or Inf appeared)")
             )
     finite = np.isfinite(exact)
@@ -163,8 +232,6 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
         diff = np.where(finite, got - exact, 0.0)
     ref_norm = float(np.linalg.norm(np.where(finite, exact, 0.0)))
     err = float(np.linalg.norm(diff)) / (ref_norm or 1.0)
-    abs_bound = reference(spec, np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
-                          None if b is None else np.abs(np.asarray(b, np.float64)))
     limit = ELEMENT_FACTOR * tol * np.where(finite, abs_bound, np.inf) + np.finfo(spec.dtype).tiny
     over = np.abs(diff) > limit
     if err > tol or over.any():
@@ -175,10 +242,6 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
             f"{int(over.sum())} element(s) over the elementwise bound; worst at {idx}: "
             f"got {got[idx]:.9g}, expected {exact[idx]:.9g}"
         )
-
-
-def _snapshot(*arrays: Any) -> list[bytes | None]:
-    return [None if a is None else np.asarray(a).tobytes() for a in arrays]
 
 
 # ----------------------------------------------------------------- running
@@ -197,20 +260,11 @@ def run_numeric(case: Case, t: Target) -> CaseResult:
         if not ok:
             res.status, res.message = "skipped", f"declared unsupported: {reason}"
             return res
-        x, w, b = make_arrays(case)
-        before = _snapshot(x, w, b)
         kernel = t.algorithm.prepare(spec, t.device)
-        out = poisoned(spec.output_shape, spec.dtype)
         try:
-            y = kernel(x, w, b, out=out)
+            _call_protocol(case, t, kernel)
         except UnsupportedError as exc:
             raise CaseFailure(f"supports() accepted the case, but the call raised UnsupportedError: {exc}") from exc
-        if y is not out:
-            raise CaseFailure("the kernel did not return the `out` array it was given (out= must be written and returned)")
-        for name, a, snap in zip(("input", "weight", "bias"), (x, w, b), before):
-            if snap is not None and np.asarray(a).tobytes() != snap:
-                raise CaseFailure(f"the call modified its {name}")
-        check_result(spec, t.algorithm.family, x, w, b, out)
     except CaseFailure as exc:
         res.status, res.message = "failed", str(exc)
     except Exception as exc:  # a backend error is a failure of the case, with its type
@@ -220,6 +274,88 @@ def run_numeric(case: Case, t: Target) -> CaseResult:
     finally:
         res.duration_s = time.perf_counter() - start
     return res
+
+
+def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
+    """The calls of one numeric case (see the module docstring); CaseFailure says which and why."""
+    spec, family = case.spec, t.algorithm.family
+    lead = GUARD + case.seed % 8  # arrays at different alignments from case to case
+    data = make_arrays(case)
+    arrays = [guarded(a, lead) for a in data]
+    x, w, b = (None if g is None else g.array for g in arrays)
+    ref = expected(spec, *data)
+
+    def unchanged(when: str) -> None:
+        for name, g, orig in zip(("input", "weight", "bias"), arrays, data):
+            if g is None:
+                continue
+            if g.array.tobytes() != orig.tobytes():
+                raise CaseFailure(f"{when}the call modified its {name}")
+            where = g.changed()
+            if where:
+                raise CaseFailure(f"{when}the call wrote outside its {name}: {where}")
+
+    def with_out(when: str) -> np.ndarray:
+        g = guarded_out(spec.output_shape, spec.dtype, lead)
+        y = kernel(x, w, b, out=g.array)
+        if y is not g.array:
+            raise CaseFailure(f"{when}the kernel did not return the `out` array it was given "
+                              "(out= must be written and returned)")
+        unchanged(when)
+        where = g.changed()
+        if where:
+            raise CaseFailure(f"{when}the call wrote outside `out`: {where}")
+        _checked(when, spec, family, data, y, ref)
+        return y
+
+    def without_out(when: str) -> Any:
+        y = kernel(x, w, b)
+        unchanged(when)
+        _checked(when, spec, family, data, y, ref)
+        return y
+
+    first = with_out("")
+    # The path of clconv.conv2d: no out=, and a second time, for whatever a backend sets up
+    # after a first call (a fast path, cached buffers).
+    kept = []
+    for n in (2, 3):
+        y = without_out(f"call {n}, without out=: ")
+        kept.append((y, y.copy()))
+        if t.algorithm.deterministic and not np.array_equal(y, first, equal_nan=True):
+            bad = ~((y == first) | (np.isnan(y) & np.isnan(first)))
+            raise CaseFailure(
+                f"call {n}, without out=: {int(bad.sum())} element(s) differ from call 1 on the same inputs, "
+                f"first at {_where(bad)}, but the algorithm declares itself deterministic"
+            )
+    # New values in the same array objects: a cache keyed by the object must see them.
+    data = make_arrays(case, seed=case.seed + 1)
+    for g, new in zip(arrays, data):
+        if g is not None:
+            g.array[...] = new
+    ref = expected(spec, *data)
+    with_out("call 4, after new values were written into the same input, weight and bias arrays: ")
+    without_out("call 5, after new values were written into the same input, weight and bias arrays, "
+                "without out=: ")
+    for y, copy in kept:
+        if not np.array_equal(y, copy, equal_nan=True):
+            raise CaseFailure("a result returned without out= changed when the kernel was called again "
+                              "(a returned array must belong to the caller, not be reused by the kernel)")
+
+
+def _checked(when: str, spec: ConvSpec, family: str, data: tuple, y: Any,
+             ref: tuple[np.ndarray, np.ndarray]) -> None:
+    try:
+        check_result(spec, family, *data, y, reference_=ref)
+    except CaseFailure as exc:
+        hint = ""
+        if "appeared)" in str(exc):
+            hint = (" (the suite's arrays lie between NaN guard regions: this can be a read past the bounds"
+                    " of the input, weight or bias)")
+        raise CaseFailure(f"{when}{exc}{hint}") from None
+
+
+def _snapshot(*arrays: Any) -> list[bytes | None]:
+    return [None if a is None else np.asarray(a).tobytes() for a in arrays]
 
 
 # ----------------------------------------------------------------- bad input

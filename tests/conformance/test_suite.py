@@ -95,6 +95,35 @@ def test_wrong_error_type_is_caught(host):
     assert "c2d-basic-float32" not in f
 
 
+@pytest.mark.parametrize("defect,message", [
+    ("mutates-weight", "the call modified its weight"),
+    ("ignores-out", "the kernel did not return the `out` array it was given"),
+    # the call path of clconv.conv2d (no out=) is checked too
+    ("result-dtype", "call 2, without out=: output dtype float64, expected float32"),
+    ("reused-result", "a result returned without out= changed when the kernel was called again"),
+    ("nondeterministic", "call 2, without out=: "),
+    # a cache keyed by the weight object must notice new values written into it
+    ("stale-weights", "call 4, after new values were written into the same input, weight and bias arrays: "
+                      "normwise relative error"),
+    # guard regions around every array
+    ("writes-past-out", "the call wrote outside `out`: 1 element(s) after it (offset 0 past its end)"),
+    ("reads-before-input", "NaN pattern differs from the reference"),
+])
+def test_call_protocol_defects_are_caught(host, defect, message):
+    f = failed(run_suite(register(host, defect), record=False, skip={"*/random": "", "*/bad-*": ""}))
+    r = f["c2d-basic-float32"]
+    assert message in r.message, r.message
+    if defect == "nondeterministic":
+        assert "differ from call 1 on the same inputs" in r.message and "declares itself deterministic" in r.message
+    if defect == "reads-before-input":
+        assert "read past the bounds of the input" in r.message
+
+
+def test_nondeterministic_algorithm_may_differ_run_to_run(host, monkeypatch):
+    monkeypatch.setattr(broken._Alg, "deterministic", False)
+    assert run_suite(register(host, "nondeterministic"), record=False).passed
+
+
 def test_kernel_that_skips_input_checks_fails_bad_input_cases(host):
     f = failed(run_suite(register(host, "no-input-checks"), record=False))
     assert f["bad-kernel-input-shape"].message == "expected ValueError, got IndexError"
