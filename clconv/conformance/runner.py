@@ -532,6 +532,7 @@ class PlannedCase:
     target: Target
     run: Callable[[], CaseResult]
     skip_reason: str | None = None
+    features: tuple[str, ...] = ()  # the case's rows of the pass table, also when it is skipped
 
 
 def plan_suite(
@@ -547,26 +548,26 @@ def plan_suite(
     out: list[PlannedCase] = []
     for t in targets(backend, device, algorithm):
         problem = t.device.problem()
-        items: list[tuple[str, Callable[[], CaseResult]]] = []
+        items: list[tuple[str, Callable[[], CaseResult], tuple[str, ...]]] = []
         for c in nums:
-            items.append((c.id, (lambda c=c, t=t: run_numeric(c, t))))
+            items.append((c.id, (lambda c=c, t=t: run_numeric(c, t)), c.features))
         for bc in BAD_CASES:
-            items.append((bc.id, (lambda bc=bc, t=t: run_bad(bc, t))))
+            items.append((bc.id, (lambda bc=bc, t=t: run_bad(bc, t)), bc.features))
         n = cases_mod.random_examples(level)
-        items.append(("random", (lambda t=t, n=n: run_random(t, n))))
-        for cid, fn in items:
+        items.append(("random", (lambda t=t, n=n: run_random(t, n)), ("random",)))
+        for cid, fn, feats in items:
             rid = f"{t.id}/{cid}"
             skip = exp.match(exp.skip, rid)
             if problem:
                 skip = f"device unusable: {problem}"
-            out.append(PlannedCase(rid, t, fn, skip))
+            out.append(PlannedCase(rid, t, fn, skip, feats))
     return out
 
 
 def execute(pc: PlannedCase, exp: Expectations | None = None) -> CaseResult:
     if pc.skip_reason is not None:
         case_id = pc.id.split("/")[-1]
-        return CaseResult(pc.id, case_id, pc.target.device.id, pc.target.algorithm.id, (), "skipped",
+        return CaseResult(pc.id, case_id, pc.target.device.id, pc.target.algorithm.id, pc.features, "skipped",
                           f"skipped by list: {pc.skip_reason}" if not pc.skip_reason.startswith("device unusable")
                           else pc.skip_reason)
     return apply_expectations(pc.run(), exp or Expectations())

@@ -151,6 +151,10 @@ def test_skip_and_xfail_lists(host, tmp_path):
     assert statuses["t2d-asym-crop-float32"] == "xfailed"
     assert statuses["t1d-basic-float32"] == "xpassed"  # listed but passing: the list is stale
     assert not report.passed
+    # cases skipped by the list keep their rows of the pass table
+    feats = report.as_dict()["features"]
+    assert "other" not in feats
+    assert feats["2d"]["skipped"] == sum(1 for r in report.results if r.case.startswith("c2d-"))
 
 
 def test_case_list_covers_the_contract():
