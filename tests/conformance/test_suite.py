@@ -190,6 +190,17 @@ def test_report_json_junit_and_last_run(host, tmp_path):
     assert json.loads(out)["backends"][0]["conformance"]["numpy:cpu"]["passed"] is True
 
 
+def test_cli_prints_plain_progress_lines_when_not_a_terminal(host, monkeypatch):
+    from clconv.cli import conformance as cli_conformance
+
+    monkeypatch.setattr(cli_conformance, "PLAIN_PROGRESS_S", 0.0)
+    r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference"])
+    assert r.exit_code == 0, r.output
+    total = len([x for x in r.stderr.splitlines() if x.startswith("conformance numpy: ")])
+    assert "conformance numpy: 1/80 cases, 0 failed" in r.stderr and total == 80
+    assert "conformance numpy: 80/80 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
+
+
 def test_cli_fails_with_failing_cases_listed(host):
     name = register(host, "unwritten")
     r = CliRunner().invoke(cli, ["conformance", "--backend", name])
