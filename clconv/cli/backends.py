@@ -18,7 +18,18 @@ def _conformance_cell(rec: dict | None) -> str:
     if rec is None:
         return "never run"
     verdict = "passed" if rec["passed"] else "FAILED"
-    return f"{verdict} ({rec['level']}, {rec['when'][:10]})"
+    # What the verdict covers: a run narrowed to one algorithm, or one that skipped or
+    # declined most cases, passes too.
+    s = rec.get("summary") or {}
+    counts = ", ".join(f"{s[k]} {k}" for k in ("passed", "failed", "skipped", "xfailed", "xpassed") if s.get(k))
+    scope = [rec["level"]]
+    filters = rec.get("filters") or {}
+    if filters.get("algorithm"):
+        scope.append(f"algorithm {filters['algorithm']} only")
+    if filters.get("skip"):
+        scope.append(f"{len(filters['skip'])} skip pattern(s)")
+    scope.append(rec["when"][:10])
+    return f"{verdict}: {counts or 'no cases'} ({', '.join(scope)})"
 
 
 def backend_rows() -> dict:

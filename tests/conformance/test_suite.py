@@ -201,6 +201,18 @@ def test_cli_prints_plain_progress_lines_when_not_a_terminal(host, monkeypatch):
     assert "conformance numpy: 80/80 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
 
 
+def test_backends_shows_what_the_last_run_covered(host, tmp_path):
+    from clconv.cli.backends import _conformance_cell
+
+    (tmp_path / "skip.txt").write_text("*/c3d-*  # slow\n")
+    r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference",
+                                 "--skip", str(tmp_path / "skip.txt")])
+    assert r.exit_code == 0, r.output
+    cell = _conformance_cell(last_run("numpy", clconv.list_backends()["numpy"].devices()[0]))
+    assert cell.startswith("passed: 74 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
+    assert _conformance_cell(None) == "never run"
+
+
 def test_cli_fails_with_failing_cases_listed(host):
     name = register(host, "unwritten")
     r = CliRunner().invoke(cli, ["conformance", "--backend", name])
