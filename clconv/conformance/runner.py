@@ -10,7 +10,8 @@ shows. The kernel is then called as ``clconv.conv2d`` calls it, without ``out=``
 (twice, so that whatever a backend sets up after a first call runs too; a
 deterministic algorithm must give the same values each time), and once more
 after new values are written into the same input, weight and bias arrays (a
-cache keyed by the array object must notice). A (device, algorithm) that declares it does not
+cache keyed by the array object must notice), and with arrays that are not
+C-contiguous (every other element of a buffer, guards in between). A (device, algorithm) that declares it does not
 support a case (``Algorithm.supports``) gets the case *skipped* with that
 reason: listed, never counted as a pass. Bad-input cases must raise the right
 exception and return nothing. Random specs come from hypothesis.
@@ -169,18 +170,33 @@ class Guarded:
         return ""
 
 
-def guarded(data: np.ndarray | None, lead: int) -> Guarded | None:
-    """``data`` copied into a :class:`Guarded` array with NaN guards (None stays None)."""
+class Interleaved:
+    """An array that is not C-contiguous: every other element of a buffer, guards in between."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, bits: Any, lead: int = 0):
+        self.buffer = np.empty((*shape, 2), dtype=dtype)
+        self.buffer.view(_UINT[dtype])[...] = bits
+        self.bits = bits
+        self.array = self.buffer[..., 1]
+
+    def changed(self) -> str:
+        raw = self.buffer.view(_UINT[self.buffer.dtype.name])[..., 0]
+        bad = int((raw != self.bits).sum())
+        return f"{bad} element(s) between its elements (it was every other element of a buffer)" if bad else ""
+
+
+def guarded(data: np.ndarray | None, lead: int, kind: type = Guarded) -> Any:
+    """``data`` copied into a :class:`Guarded` (or :class:`Interleaved`) array with NaN guards."""
     if data is None:
         return None
-    g = Guarded(data.shape, data.dtype.name, _GUARD_BITS[data.dtype.name], lead)
+    g = kind(data.shape, data.dtype.name, _GUARD_BITS[data.dtype.name], lead)
     g.array[...] = data
     return g
 
 
-def guarded_out(shape: tuple[int, ...], dtype: str, lead: int) -> Guarded:
-    """A poisoned ``out`` between guard regions of the same poison."""
-    return Guarded(shape, dtype, _POISON_BITS[dtype], lead)
+def guarded_out(shape: tuple[int, ...], dtype: str, lead: int, kind: type = Guarded) -> Any:
+    """A poisoned ``out`` between guards of the same poison."""
+    return kind(shape, dtype, _POISON_BITS[dtype], lead)
 
 
 def _where(mask: np.ndarray) -> tuple[int, ...]:
@@ -282,10 +298,9 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
     lead = GUARD + case.seed % 8  # arrays at different alignments from case to case
     data = make_arrays(case)
     arrays = [guarded(a, lead) for a in data]
-    x, w, b = (None if g is None else g.array for g in arrays)
     ref = expected(spec, *data)
 
-    def unchanged(when: str) -> None:
+    def unchanged(when: str, arrays: list) -> None:
         for name, g, orig in zip(("input", "weight", "bias"), arrays, data):
             if g is None:
                 continue
@@ -295,13 +310,13 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
             if where:
                 raise CaseFailure(f"{when}the call wrote outside its {name}: {where}")
 
-    def with_out(when: str) -> np.ndarray:
-        g = guarded_out(spec.output_shape, spec.dtype, lead)
-        y = kernel(x, w, b, out=g.array)
+    def with_out(when: str, arrays: list, kind: type = Guarded) -> np.ndarray:
+        g = guarded_out(spec.output_shape, spec.dtype, lead, kind)
+        y = kernel(*(None if a is None else a.array for a in arrays), out=g.array)
         if y is not g.array:
             raise CaseFailure(f"{when}the kernel did not return the `out` array it was given "
                               "(out= must be written and returned)")
-        unchanged(when)
+        unchanged(when, arrays)
         where = g.changed()
         if where:
             raise CaseFailure(f"{when}the call wrote outside `out`: {where}")
@@ -309,12 +324,12 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
         return y
 
     def without_out(when: str) -> Any:
-        y = kernel(x, w, b)
-        unchanged(when)
+        y = kernel(*(None if a is None else a.array for a in arrays))
+        unchanged(when, arrays)
         _checked(when, spec, family, data, y, ref)
         return y
 
-    first = with_out("")
+    first = with_out("", arrays)
     # The path of clconv.conv2d: no out=, and a second time, for whatever a backend sets up
     # after a first call (a fast path, cached buffers).
     kept = []
@@ -333,13 +348,16 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
         if g is not None:
             g.array[...] = new
     ref = expected(spec, *data)
-    with_out("call 4, after new values were written into the same input, weight and bias arrays: ")
+    with_out("call 4, after new values were written into the same input, weight and bias arrays: ", arrays)
     without_out("call 5, after new values were written into the same input, weight and bias arrays, "
                 "without out=: ")
     for y, copy in kept:
         if not np.array_equal(y, copy, equal_nan=True):
             raise CaseFailure("a result returned without out= changed when the kernel was called again "
                               "(a returned array must belong to the caller, not be reused by the kernel)")
+    # Arrays that are not C-contiguous (NHWC data viewed as NCHW, a slice), out= too.
+    with_out("call 6, with input, weight, bias and out that are not C-contiguous: ",
+             [guarded(a, lead, Interleaved) for a in data], Interleaved)
 
 
 def _checked(when: str, spec: ConvSpec, family: str, data: tuple, y: Any,

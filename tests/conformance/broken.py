@@ -36,6 +36,8 @@ class _Kernel(Kernel):
             raise RuntimeError("float16 not implemented")
         if d == "padding-side":
             spec = dataclasses.replace(spec, pad_before=spec.pad_after, pad_after=spec.pad_before)
+        if d == "reads-as-contiguous":  # hands the arrays' memory to C code as if it were C-contiguous
+            x, w = (_beside(a, 0, a.size).reshape(a.shape) for a in (x, w))
         if d == "stale-weights":  # a weight cache keyed by the array object, blind to new values
             w = self.kept.setdefault("weight", w.copy())
         y = reference(spec, x, w, b)
@@ -67,6 +69,9 @@ class _Kernel(Kernel):
             flat_out[1:] = flat_y[1:]
         else:
             out[...] = y
+        if d == "writes-as-contiguous":
+            out[...] = 0  # (the suite's poison would show the elements the raw write below misses)
+            _beside(out, 0, out.size)[...] = y.reshape(-1)
         if d == "writes-past-out" and out.base is not None:  # only where the suite put a guard region
             _beside(out, out.size)[0] = 0
         return out
@@ -102,7 +107,8 @@ class _Alg(Algorithm):
 DEFECTS = (
     "padding-side", "unwritten", "nan-swallowed", "mutates-input", "wrong-error-type", "no-input-checks", "none",
     "mutates-weight", "ignores-out", "result-dtype", "reused-result", "stale-weights", "nondeterministic",
-    "writes-past-out", "reads-before-input",
+    "writes-past-out", "reads-before-input", "reads-as-contiguous",
+    "writes-as-contiguous",
 )
 
 

@@ -108,6 +108,10 @@ def test_wrong_error_type_is_caught(host):
     # guard regions around every array
     ("writes-past-out", "the call wrote outside `out`: 1 element(s) after it (offset 0 past its end)"),
     ("reads-before-input", "NaN pattern differs from the reference"),
+    # arrays that are not C-contiguous
+    ("reads-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: NaN pattern"),
+    ("writes-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: "
+                             "the call wrote outside `out`: 288 element(s) between its elements"),
 ])
 def test_call_protocol_defects_are_caught(host, defect, message):
     f = failed(run_suite(register(host, defect), record=False, skip={"*/random": "", "*/bad-*": ""}))
