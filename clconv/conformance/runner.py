@@ -10,8 +10,9 @@ shows. The kernel is then called as ``clconv.conv2d`` calls it, without ``out=``
 (twice, so that whatever a backend sets up after a first call runs too; a
 deterministic algorithm must give the same values each time), and once more
 after new values are written into the same input, weight and bias arrays (a
-cache keyed by the array object must notice), and with arrays that are not
-C-contiguous (every other element of a buffer, guards in between). A (device, algorithm) that declares it does not
+cache keyed by the array object must notice), with arrays that are not
+C-contiguous (every other element of a buffer, guards in between), and with
+read-only inputs. A (device, algorithm) that declares it does not
 support a case (``Algorithm.supports``) gets the case *skipped* with that
 reason: listed, never counted as a pass. Bad-input cases must raise the right
 exception and return nothing. Random specs come from hypothesis.
@@ -270,6 +271,7 @@ def _support(case_spec: ConvSpec, t: Target) -> tuple[bool, str]:
 def run_numeric(case: Case, t: Target) -> CaseResult:
     res = CaseResult(f"{t.id}/{case.id}", case.id, t.device.id, t.algorithm.id, case.features, "passed")
     start = time.perf_counter()
+    calling = [""]  # which call of the protocol runs, for the message of an exception it raises
     try:
         spec = case.spec
         ok, reason = _support(spec, t)
@@ -278,22 +280,26 @@ def run_numeric(case: Case, t: Target) -> CaseResult:
             return res
         kernel = t.algorithm.prepare(spec, t.device)
         try:
-            _call_protocol(case, t, kernel)
+            _call_protocol(case, t, kernel, calling)
         except UnsupportedError as exc:
-            raise CaseFailure(f"supports() accepted the case, but the call raised UnsupportedError: {exc}") from exc
+            raise CaseFailure(f"{calling[0]}supports() accepted the case, but the call raised UnsupportedError: "
+                              f"{exc}") from exc
     except CaseFailure as exc:
         res.status, res.message = "failed", str(exc)
     except Exception as exc:  # a backend error is a failure of the case, with its type
         res.status = "failed"
-        res.message = f"raised {type(exc).__name__}: a backend must compute the case or decline it in supports()"
+        res.message = (f"{calling[0]}raised {type(exc).__name__}: "
+                       "a backend must compute the case or decline it in supports()")
         res.error = f"{type(exc).__name__}: {exc}"
     finally:
         res.duration_s = time.perf_counter() - start
     return res
 
 
-def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
-    """The calls of one numeric case (see the module docstring); CaseFailure says which and why."""
+def _call_protocol(case: Case, t: Target, kernel: Any, calling: list[str]) -> None:
+    """The calls of one numeric case (see the module docstring); CaseFailure says which and why.
+
+    ``calling[0]`` names the call in progress (an exception from the kernel leaves it set)."""
     spec, family = case.spec, t.algorithm.family
     lead = GUARD + case.seed % 8  # arrays at different alignments from case to case
     data = make_arrays(case)
@@ -312,6 +318,7 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
 
     def with_out(when: str, arrays: list, kind: type = Guarded) -> np.ndarray:
         g = guarded_out(spec.output_shape, spec.dtype, lead, kind)
+        calling[0] = when
         y = kernel(*(None if a is None else a.array for a in arrays), out=g.array)
         if y is not g.array:
             raise CaseFailure(f"{when}the kernel did not return the `out` array it was given "
@@ -323,7 +330,8 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
         _checked(when, spec, family, data, y, ref)
         return y
 
-    def without_out(when: str) -> Any:
+    def without_out(when: str, arrays: list) -> Any:
+        calling[0] = when
         y = kernel(*(None if a is None else a.array for a in arrays))
         unchanged(when, arrays)
         _checked(when, spec, family, data, y, ref)
@@ -334,7 +342,7 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
     # after a first call (a fast path, cached buffers).
     kept = []
     for n in (2, 3):
-        y = without_out(f"call {n}, without out=: ")
+        y = without_out(f"call {n}, without out=: ", arrays)
         kept.append((y, y.copy()))
         if t.algorithm.deterministic and not np.array_equal(y, first, equal_nan=True):
             bad = ~((y == first) | (np.isnan(y) & np.isnan(first)))
@@ -350,7 +358,7 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
     ref = expected(spec, *data)
     with_out("call 4, after new values were written into the same input, weight and bias arrays: ", arrays)
     without_out("call 5, after new values were written into the same input, weight and bias arrays, "
-                "without out=: ")
+                "without out=: ", arrays)
     for y, copy in kept:
         if not np.array_equal(y, copy, equal_nan=True):
             raise CaseFailure("a result returned without out= changed when the kernel was called again "
@@ -358,6 +366,12 @@ def _call_protocol(case: Case, t: Target, kernel: Any) -> None:
     # Arrays that are not C-contiguous (NHWC data viewed as NCHW, a slice), out= too.
     with_out("call 6, with input, weight, bias and out that are not C-contiguous: ",
              [guarded(a, lead, Interleaved) for a in data], Interleaved)
+    # Read-only arrays (a memory-mapped file, a broadcast): a kernel only reads its inputs.
+    readonly = [guarded(a, lead) for a in data]
+    for g in readonly:
+        if g is not None:
+            g.array.flags.writeable = False
+    without_out("call 7, with read-only input, weight and bias, without out=: ", readonly)
 
 
 def _checked(when: str, spec: ConvSpec, family: str, data: tuple, y: Any,

@@ -38,6 +38,8 @@ class _Kernel(Kernel):
             spec = dataclasses.replace(spec, pad_before=spec.pad_after, pad_after=spec.pad_before)
         if d == "reads-as-contiguous":  # hands the arrays' memory to C code as if it were C-contiguous
             x, w = (_beside(a, 0, a.size).reshape(a.shape) for a in (x, w))
+        if d == "needs-writable-input":  # a binding that takes a writable buffer of every array
+            ctypes.c_char.from_buffer(np.ascontiguousarray(x))
         if d == "stale-weights":  # a weight cache keyed by the array object, blind to new values
             w = self.kept.setdefault("weight", w.copy())
         y = reference(spec, x, w, b)
@@ -108,7 +110,7 @@ DEFECTS = (
     "padding-side", "unwritten", "nan-swallowed", "mutates-input", "wrong-error-type", "no-input-checks", "none",
     "mutates-weight", "ignores-out", "result-dtype", "reused-result", "stale-weights", "nondeterministic",
     "writes-past-out", "reads-before-input", "reads-as-contiguous",
-    "writes-as-contiguous",
+    "writes-as-contiguous", "needs-writable-input",
 )
 
 

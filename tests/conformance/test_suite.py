@@ -112,6 +112,8 @@ def test_wrong_error_type_is_caught(host):
     ("reads-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: NaN pattern"),
     ("writes-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: "
                              "the call wrote outside `out`: 288 element(s) between its elements"),
+    ("needs-writable-input", "call 7, with read-only input, weight and bias, without out=: raised TypeError: "
+                             "a backend must compute the case or decline it in supports()"),
 ])
 def test_call_protocol_defects_are_caught(host, defect, message):
     f = failed(run_suite(register(host, defect), record=False, skip={"*/random": "", "*/bad-*": ""}))
@@ -168,7 +170,7 @@ def test_case_list_covers_the_contract():
     for f in ("1d", "2d", "3d", "conv", "transposed", "stride", "padding-symmetric", "padding-asymmetric",
               "dilation", "groups", "depthwise", "padding-mode-reflect", "padding-mode-replicate",
               "padding-mode-circular", "output-padding", "bias", "batch", "odd-sizes", "1x1-kernel",
-              "kernel-as-large-as-input", "float16", "float32", "float64", "nan-inf-propagation"):
+              "kernel-as-large-as-input", "float16", "float32", "float64", "nan-inf-propagation", "empty-batch"):
         assert f in feats, f
     same_strided = [c for c in cases.numeric_cases("quick") if c.params.get("padding") == "same" and c.spec.stride != (1,) * c.spec.ndim]
     valid = [c for c in cases.numeric_cases("quick") if c.params.get("padding") == "valid"]
@@ -201,8 +203,8 @@ def test_cli_prints_plain_progress_lines_when_not_a_terminal(host, monkeypatch):
     r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference"])
     assert r.exit_code == 0, r.output
     total = len([x for x in r.stderr.splitlines() if x.startswith("conformance numpy: ")])
-    assert "conformance numpy: 1/80 cases, 0 failed" in r.stderr and total == 80
-    assert "conformance numpy: 80/80 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
+    assert "conformance numpy: 1/82 cases, 0 failed" in r.stderr and total == 82
+    assert "conformance numpy: 82/82 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
 
 
 def test_backends_shows_what_the_last_run_covered(host, tmp_path):
@@ -213,7 +215,7 @@ def test_backends_shows_what_the_last_run_covered(host, tmp_path):
                                  "--skip", str(tmp_path / "skip.txt")])
     assert r.exit_code == 0, r.output
     cell = _conformance_cell(last_run("numpy", clconv.list_backends()["numpy"].devices()[0]))
-    assert cell.startswith("passed: 74 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
+    assert cell.startswith("passed: 76 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
     assert _conformance_cell(None) == "never run"
 
 
