@@ -136,6 +136,18 @@ def test_kernel_that_skips_input_checks_fails_bad_input_cases(host):
     assert "expected TypeError" in f["bad-kernel-input-dtype"].message
 
 
+def test_bad_input_is_checked_after_the_kernel_has_run(host):
+    """A backend's later calls may take another path (a fast path); bad input must still raise."""
+    f = failed(run_suite(register(host, "fast-path-no-checks"), record=False, skip={"*/random": ""}))
+    assert "c2d-basic-float32" not in f
+    assert f["bad-kernel-input-dtype"].message == "expected TypeError, but the call returned ndarray"
+    assert f["bad-kernel-missing-bias"].message.startswith("expected ValueError")
+    # a kernel that cannot run at all: its bad-input cases say so, not "raised the right error"
+    f = failed(run_suite(register(host, "device-lost"), record=False, skip={"*/random": ""}))
+    r = f["bad-kernel-input-shape"]
+    assert r.message == "the valid calls before the bad one raised" and r.error == "RuntimeError: device lost"
+
+
 def test_declared_unsupported_cases_are_skipped_and_listed_not_passed(host):
     report = run_suite(register(host, "none", only_2d=True), record=False)
     assert report.passed
