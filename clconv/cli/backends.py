@@ -57,6 +57,21 @@ def backend_rows() -> dict:
     return {"backends": rows, "failed_plugins": failures}
 
 
+def table_rows(data: dict) -> list[tuple[str, ...]]:
+    """One row per device (a backend's own columns on its first), so that a device's last
+    conformance run, however it wraps, stays beside that device."""
+    rows = []
+    for r in data["backends"]:
+        own = (r["name"], r["version"], r["plugin"], r["origin"])
+        algorithms = ", ".join(a["id"] for a in r["algorithms"])
+        if not r["devices"]:
+            rows.append((*own, "(none)", "", algorithms))
+        for i, d in enumerate(r["devices"]):
+            rows.append((*(own if i == 0 else ("",) * 4), d, _conformance_cell(r["conformance"][d]),
+                         algorithms if i == 0 else ""))
+    return rows
+
+
 @click.command("backends")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(as_json: bool) -> None:
@@ -68,15 +83,7 @@ def command(as_json: bool) -> None:
     print_table(
         "clconv backends",
         ["backend", "version", "plugin", "origin", "devices", "last conformance run", "algorithms"],
-        [
-            (
-                r["name"], r["version"], r["plugin"], r["origin"],
-                "\n".join(r["devices"]) or "(none)",
-                "\n".join(_conformance_cell(r["conformance"][d]) for d in r["devices"]) or "",
-                ", ".join(a["id"] for a in r["algorithms"]),
-            )
-            for r in data["backends"]
-        ],
+        table_rows(data),
     )
     for f in data["failed_plugins"]:
         click.echo(f"plugin {f['plugin']!r} failed to load and was skipped: {f['error']}", err=True)

@@ -231,6 +231,18 @@ def test_backends_shows_what_the_last_run_covered(host, tmp_path):
     assert _conformance_cell(None) == "never run"
 
 
+def test_backends_table_keeps_each_devices_run_beside_it():
+    from clconv.cli.backends import table_rows
+
+    rec = {"passed": False, "level": "quick", "when": "2026-01-02T03:04:05", "summary": {"passed": 3, "failed": 1}}
+    data = {"backends": [{"name": "b", "version": "1", "plugin": "p", "origin": "o", "devices": ["b:0", "b:1"],
+                          "conformance": {"b:0": None, "b:1": rec}, "algorithms": [{"id": "a1"}, {"id": "a2"}]}]}
+    assert table_rows(data) == [
+        ("b", "1", "p", "o", "b:0", "never run", "a1, a2"),
+        ("", "", "", "", "b:1", "FAILED: 3 passed, 1 failed (quick, 2026-01-02)", ""),
+    ]
+
+
 def test_cli_fails_with_failing_cases_listed(host):
     name = register(host, "unwritten")
     r = CliRunner().invoke(cli, ["conformance", "--backend", name])
