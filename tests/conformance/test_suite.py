@@ -273,13 +273,18 @@ def _plugin_env(tmp_path):
     return env
 
 
-@pytest.mark.parametrize("backend,ok", [("numpy", True), ("broken-padding-side", False)])
-def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok):
+@pytest.mark.parametrize("backend,ok,extra", [
+    ("numpy", True, []),
+    ("broken-padding-side", False, []),
+    # pytest-xdist: the cases run in workers, the pass table is printed by the controller
+    ("broken-padding-side", False, ["-n", "2"]),
+])
+def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok, extra):
     project = tmp_path / "proj"
     project.mkdir()
     (project / "test_own.py").write_text("def test_plugin_own_test():\n    assert True\n")
     cmd = [sys.executable, "-m", "pytest", "-p", "clconv.conformance", "--clconv-backend", backend, "-q",
-           "-p", "no:cacheprovider", str(project)]
+           "-p", "no:cacheprovider", *extra, str(project)]
     proc = subprocess.run(cmd, cwd=project, env=_plugin_env(tmp_path), capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert "clconv conformance: per-feature results" in out, out[-3000:]
@@ -289,3 +294,5 @@ def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok):
     else:
         assert proc.returncode == 1
         assert "broken-padding-side:0/broken/c2d-asym-float32: normwise relative error" in out
+        row = next(line.split() for line in out.splitlines() if line.startswith("padding-asymmetric "))
+        assert int(row[2]) > 0  # the failures are counted in the table
