@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ..errors import ClconvError
 from .runner import CaseResult, Expectations, PlannedCase, execute, features_table, plan_suite
 
 _RESULTS_KEY = pytest.StashKey[list]()
@@ -81,17 +82,22 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list) -> Non
     backend = config.getoption("--clconv-backend", default=None)
     if not backend:
         return
-    exp = Expectations(
-        skip=Expectations.read(config.getoption("--clconv-skip")),
-        xfail=Expectations.read(config.getoption("--clconv-xfail")),
-    )
-    planned = plan_suite(
-        backend,
-        config.getoption("--clconv-device"),
-        config.getoption("--clconv-algorithm"),
-        config.getoption("--clconv-level"),
-        exp,
-    )
+    # A misspelt backend, device or algorithm, or a missing list file, is a usage error
+    # (one line), not an INTERNALERROR traceback.
+    try:
+        exp = Expectations(
+            skip=Expectations.read(config.getoption("--clconv-skip")),
+            xfail=Expectations.read(config.getoption("--clconv-xfail")),
+        )
+        planned = plan_suite(
+            backend,
+            config.getoption("--clconv-device"),
+            config.getoption("--clconv-algorithm"),
+            config.getoption("--clconv-level"),
+            exp,
+        )
+    except (ClconvError, OSError) as exc:
+        raise pytest.UsageError(f"clconv conformance: {exc}") from None
     new = [
         ConformanceItem.from_parent(session, name=f"conformance[{backend}/{pc.id}]", planned=pc, expectations=exp)
         for pc in planned

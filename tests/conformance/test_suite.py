@@ -257,6 +257,16 @@ def test_cli_unknown_backend_is_a_clear_error(host):
     assert r.exit_code != 0 and "backend='nosuch' is not registered" in r.output
 
 
+def test_pytest_plugin_unknown_backend_is_a_usage_error(tmp_path):
+    cmd = [sys.executable, "-m", "pytest", "-p", "clconv.conformance", "--clconv-backend", "nosuch", "-q",
+           "-p", "no:cacheprovider", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, CLCONV_CACHE_DIR=str(tmp_path / "cache")),
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-3000:]  # pytest's usage error
+    assert "ERROR: clconv conformance: backend='nosuch' is not registered" in out and "INTERNALERROR" not in out
+
+
 def _plugin_env(tmp_path):
     """A fake installed distribution whose entry point registers the padding-side broken backend."""
     site = tmp_path / "site"
