@@ -126,15 +126,15 @@ DEFECTS = (
 )
 
 
-def make_backend(defect: str, only_2d: bool = False) -> Backend:
-    name = f"broken-{defect}" + ("-2d" if only_2d else "")
+def make_backend(defect: str, only_2d: bool = False, memory_bytes: int = 2**34) -> Backend:
+    name = f"broken-{defect}" + ("-2d" if only_2d else "") + ("" if memory_bytes else "-nomem")
 
     class B(Backend):
         version = "0.0.1"
 
         def devices(self):
             return [Device(id=f"{name}:0", backend=name, name="broken test device", kind="cpu", fp64=True, fp16=True,
-                           memory_bytes=2**34)]
+                           memory_bytes=memory_bytes)]
 
         def algorithms(self):
             return [_Alg(defect, only_2d)]

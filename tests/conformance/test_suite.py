@@ -29,8 +29,8 @@ def host(fresh_host, tmp_path, monkeypatch):
     return fresh_host()
 
 
-def register(host, defect, only_2d=False):
-    b = broken.make_backend(defect, only_2d)
+def register(host, defect, only_2d=False, **kw):
+    b = broken.make_backend(defect, only_2d, **kw)
 
     @clconv.hookimpl
     def clconv_register_backends(register):
@@ -158,6 +158,14 @@ def test_declared_unsupported_cases_are_skipped_and_listed_not_passed(host):
     assert not any(c.startswith(("c1d", "c3d", "t1d", "t3d")) for c in passed_cases)
     feats = report.as_dict()["features"]
     assert feats["3d"]["skipped"] > 0 and feats["3d"]["passed"] == 0
+
+
+def test_too_large_case_skipped_for_a_device_of_unknown_memory(host):
+    """memory_bytes=0 means unknown (no check): the dispatcher cannot refuse the 2 TiB call."""
+    report = run_suite(register(host, "none", memory_bytes=0), record=False, skip={"*/c*": "", "*/t*": ""})
+    r = next(r for r in report.results if r.case == "bad-too-large-for-device")
+    assert r.status == "skipped" and "declares no memory size (memory_bytes=0" in r.message
+    assert report.passed
 
 
 def test_skip_and_xfail_lists(host, tmp_path):
