@@ -12,7 +12,7 @@ deterministic algorithm must give the same values each time), and once more
 after new values are written into the same input, weight and bias arrays (a
 cache keyed by the array object must notice), with arrays that are not
 C-contiguous (every other element of a buffer, guards in between), and with
-read-only inputs. A (device, algorithm) that declares it does not
+read-only inputs. One case calls a kernel from several threads at once. A (device, algorithm) that declares it does not
 support a case (``Algorithm.supports``) gets the case *skipped* with that
 reason: listed, never counted as a pass. Bad-input cases must raise the right
 exception and return nothing. Random specs come from hypothesis.
@@ -501,6 +501,83 @@ def run_bad(case: BadCase, t: Target) -> CaseResult:
     return res
 
 
+# ----------------------------------------------------------------- threads
+#: The concurrent-calls case: one kernel called from several threads, on the first of these
+#: layers of moderate size the target supports.
+CONCURRENT = [
+    Case("concurrent-calls", fn, xs, ws, True, params, "float32", seed=4242, features=("concurrency",))
+    for fn, xs, ws, params in (
+        ("conv2d", (2, 8, 12, 12), (8, 8, 3, 3), (("padding", 1),)),
+        ("conv2d", (2, 8, 12, 12), (8, 1, 3, 3), (("groups", 8), ("padding", 1))),
+        ("conv_transpose2d", (2, 8, 6, 6), (8, 4, 4, 4), (("padding", 1), ("stride", 2))),
+        ("conv1d", (2, 8, 40), (8, 8, 3), (("padding", 1),)),
+    )
+]
+THREADS, CALLS_PER_THREAD = 4, 6
+
+
+def run_concurrent(t: Target) -> CaseResult:
+    """One kernel called from several threads at once (a server's requests on one model): the
+    same weight and bias, each thread its own input, with and without ``out=``."""
+    import threading
+
+    case = CONCURRENT[0]
+    res = CaseResult(f"{t.id}/{case.id}", case.id, t.device.id, t.algorithm.id, case.features, "passed")
+    start = time.perf_counter()
+    for case in CONCURRENT:
+        ok, reason = _support(case.spec, t)
+        if ok:
+            break
+    else:
+        res.status, res.message = "skipped", f"declared unsupported: {reason}"
+        return res
+    spec = case.spec
+    try:
+        kernel = t.algorithm.prepare(spec, t.device)
+        _, w, b = make_arrays(case)
+        inputs = [make_arrays(case, seed=case.seed + 1 + i)[0] for i in range(THREADS)]
+        refs = [expected(spec, x, w, b) for x in inputs]
+        problems: list[tuple[str, str]] = []
+        barrier = threading.Barrier(THREADS)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for n in range(CALLS_PER_THREAD):
+                where = f"thread {i + 1} of {THREADS}, call {n + 1}: "
+                try:
+                    if n % 2:
+                        y = kernel(inputs[i], w, b)
+                    else:
+                        out = poisoned(spec.output_shape, spec.dtype)
+                        y = kernel(inputs[i], w, b, out=out)
+                        if y is not out:
+                            raise CaseFailure("the kernel did not return the `out` array it was given")
+                    check_result(spec, t.algorithm.family, inputs[i], w, b, y, reference_=refs[i])
+                except CaseFailure as exc:
+                    problems.append((f"{where}{exc}", ""))
+                    return
+                except Exception as exc:
+                    problems.append((f"{where}raised {type(exc).__name__}", f"{type(exc).__name__}: {exc}"))
+                    return
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if problems:
+            res.status = "failed"
+            res.message = (f"{len(problems)} of {THREADS} threads calling one kernel at once got a wrong result "
+                           f"or an error (kernels must be safe to call from several threads); first: {problems[0][0]}")
+            res.error = problems[0][1]
+    except Exception as exc:
+        res.status = "failed"
+        res.message = f"raised {type(exc).__name__}: a backend must compute the case or decline it in supports()"
+        res.error = f"{type(exc).__name__}: {exc}"
+    res.duration_s = time.perf_counter() - start
+    return res
+
+
 # ----------------------------------------------------------------- random
 def run_random(t: Target, examples: int) -> CaseResult:
     """Random specs from hypothesis; a failure is shrunk to a minimal example."""
@@ -606,6 +683,7 @@ def plan_suite(
             items.append((c.id, (lambda c=c, t=t: run_numeric(c, t)), c.features))
         for bc in BAD_CASES:
             items.append((bc.id, (lambda bc=bc, t=t: run_bad(bc, t)), bc.features))
+        items.append((CONCURRENT[0].id, (lambda t=t: run_concurrent(t)), CONCURRENT[0].features))
         n = cases_mod.random_examples(level)
         items.append(("random", (lambda t=t, n=n: run_random(t, n)), ("random",)))
         for cid, fn, feats in items:

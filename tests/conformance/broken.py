@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import time
 
 import numpy as np
 
@@ -58,6 +59,11 @@ class _Kernel(Kernel):
             x.reshape(-1)[0] += 1
         if d == "mutates-weight":
             w.reshape(-1)[-1] *= 2
+        if d == "not-thread-safe":  # one staging array for every call, and a wait for the "device"
+            staged = self.kept.setdefault("staging", np.empty_like(y))
+            staged[...] = y
+            time.sleep(0.002)
+            y = staged.copy()
         if out is None:
             if d == "result-dtype":
                 return y.astype(np.float64)
@@ -122,7 +128,7 @@ DEFECTS = (
     "mutates-weight", "ignores-out", "result-dtype", "reused-result", "stale-weights", "nondeterministic",
     "writes-past-out", "reads-before-input", "reads-as-contiguous",
     "writes-as-contiguous", "needs-writable-input", "fast-path-no-checks",
-    "device-lost",
+    "device-lost", "not-thread-safe",
 )
 
 

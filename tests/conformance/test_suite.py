@@ -125,6 +125,14 @@ def test_call_protocol_defects_are_caught(host, defect, message):
         assert "read past the bounds of the input" in r.message
 
 
+def test_kernel_that_is_not_thread_safe_is_caught(host):
+    skip = {"*/c[123]d-*": "", "*/t[123]d-*": "", "*/random": ""}
+    f = failed(run_suite(register(host, "not-thread-safe"), record=False, skip=skip))
+    r = f["concurrent-calls"]
+    assert "threads calling one kernel at once got a wrong result" in r.message
+    assert "normwise relative error" in r.message and "thread " in r.message
+
+
 def test_nondeterministic_algorithm_may_differ_run_to_run(host, monkeypatch):
     monkeypatch.setattr(broken._Alg, "deterministic", False)
     assert run_suite(register(host, "nondeterministic"), record=False).passed
@@ -162,7 +170,8 @@ def test_declared_unsupported_cases_are_skipped_and_listed_not_passed(host):
 
 def test_too_large_case_skipped_for_a_device_of_unknown_memory(host):
     """memory_bytes=0 means unknown (no check): the dispatcher cannot refuse the 2 TiB call."""
-    report = run_suite(register(host, "none", memory_bytes=0), record=False, skip={"*/c*": "", "*/t*": ""})
+    report = run_suite(register(host, "none", memory_bytes=0), record=False,
+                       skip={"*/c[123]d-*": "", "*/t[123]d-*": ""})
     r = next(r for r in report.results if r.case == "bad-too-large-for-device")
     assert r.status == "skipped" and "declares no memory size (memory_bytes=0" in r.message
     assert report.passed
@@ -223,8 +232,8 @@ def test_cli_prints_plain_progress_lines_when_not_a_terminal(host, monkeypatch):
     r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference"])
     assert r.exit_code == 0, r.output
     total = len([x for x in r.stderr.splitlines() if x.startswith("conformance numpy: ")])
-    assert "conformance numpy: 1/82 cases, 0 failed" in r.stderr and total == 82
-    assert "conformance numpy: 82/82 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
+    assert "conformance numpy: 1/83 cases, 0 failed" in r.stderr and total == 83
+    assert "conformance numpy: 83/83 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
 
 
 def test_backends_shows_what_the_last_run_covered(host, tmp_path):
@@ -235,7 +244,7 @@ def test_backends_shows_what_the_last_run_covered(host, tmp_path):
                                  "--skip", str(tmp_path / "skip.txt")])
     assert r.exit_code == 0, r.output
     cell = _conformance_cell(last_run("numpy", clconv.list_backends()["numpy"].devices()[0]))
-    assert cell.startswith("passed: 76 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
+    assert cell.startswith("passed: 77 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
     assert _conformance_cell(None) == "never run"
 
 
