@@ -17,8 +17,9 @@ from typing import Any
 
 from ..spec import ConvSpec
 
-# 2: batch-0 cases; each numeric case also checks guard regions, calls without out=,
-#    calls after new values in the same arrays, and arrays that are not C-contiguous.
+# 2: batch-0 cases and a concurrent-calls case; each numeric case also checks guard regions,
+#    calls without out=, calls after new values in the same arrays, arrays that are not
+#    C-contiguous and read-only inputs; bad-input cases after valid calls.
 CASE_LIST_VERSION = "2"
 LEVELS = ("quick", "full")
 DTYPES = ("float32", "float64", "float16")
