@@ -34,7 +34,7 @@ class _Kernel(Kernel):
         d = self.defect
         self.calls += 1
         if d == "wrong-error-type" and spec.dtype == "float16":
-            raise RuntimeError("float16 not implemented")
+            raise RuntimeError("float16 not implemented \x1b[31m(the build log, in colour)\x1b[0m")
         if d == "device-lost":
             raise RuntimeError("device lost")
         if d == "padding-side":

@@ -269,6 +269,18 @@ def test_cli_fails_with_failing_cases_listed(host):
     assert rec and rec["passed"] is False
 
 
+def test_junit_xml_is_valid_whatever_the_backend_raised(host, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    name = register(host, "wrong-error-type")  # its error text holds terminal colour codes
+    r = CliRunner().invoke(cli, ["conformance", "--backend", name, "--junit-xml", str(tmp_path / "r.xml")])
+    assert r.exit_code == 1
+    suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    failures = [tc.find("failure") for tc in suite.iter("testcase") if tc.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failures) > 0
+    assert "float16 not implemented \\x1b[31m" in failures[0].text
+
+
 def test_cli_unknown_backend_is_a_clear_error(host):
     r = CliRunner().invoke(cli, ["conformance", "--backend", "nosuch"])
     assert r.exit_code != 0 and "backend='nosuch' is not registered" in r.output
