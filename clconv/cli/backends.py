@@ -18,7 +18,18 @@ def _conformance_cell(rec: dict | None) -> str:
     if rec is None:
         return "never run"
     verdict = "passed" if rec["passed"] else "FAILED"
-    return f"{verdict} ({rec['level']}, {rec['when'][:10]})"
+    # What the verdict covers: a run narrowed to one algorithm, or one that skipped or
+    # declined most cases, passes too.
+    s = rec.get("summary") or {}
+    counts = ", ".join(f"{s[k]} {k}" for k in ("passed", "failed", "skipped", "xfailed", "xpassed") if s.get(k))
+    scope = [rec["level"]]
+    filters = rec.get("filters") or {}
+    if filters.get("algorithm"):
+        scope.append(f"algorithm {filters['algorithm']} only")
+    if filters.get("skip"):
+        scope.append(f"{len(filters['skip'])} skip pattern(s)")
+    scope.append(rec["when"][:10])
+    return f"{verdict}: {counts or 'no cases'} ({', '.join(scope)})"
 
 
 def backend_rows() -> dict:
@@ -47,6 +58,21 @@ def backend_rows() -> dict:
     return {"backends": rows, "failed_plugins": failures}
 
 
+def table_rows(data: dict) -> list[tuple[str, ...]]:
+    """One row per device (a backend's own columns on its first), so that a device's last
+    conformance run, however it wraps, stays beside that device."""
+    rows = []
+    for r in data["backends"]:
+        own = (r["name"], r["version"], r["plugin"], r["origin"])
+        algorithms = ", ".join(a["id"] for a in r["algorithms"])
+        if not r["devices"]:
+            rows.append((*own, "(none)", "", algorithms))
+        for i, d in enumerate(r["devices"]):
+            rows.append((*(own if i == 0 else ("",) * 4), d, _conformance_cell(r["conformance"][d]),
+                         algorithms if i == 0 else ""))
+    return rows
+
+
 @click.command("backends")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(as_json: bool) -> None:
@@ -58,15 +84,7 @@ def command(as_json: bool) -> None:
     print_table(
         "clconv backends",
         ["backend", "version", "plugin", "origin", "devices", "last conformance run", "algorithms"],
-        [
-            (
-                r["name"], r["version"], r["plugin"], r["origin"],
-                "\n".join(r["devices"]) or "(none)",
-                "\n".join(_conformance_cell(r["conformance"][d]) for d in r["devices"]) or "",
-                ", ".join(a["id"] for a in r["algorithms"]),
-            )
-            for r in data["backends"]
-        ],
+        table_rows(data),
     )
     for f in data["failed_plugins"]:
         click.echo(f"plugin {f['plugin']!r} failed to load and was skipped: {f['error']}", err=True)

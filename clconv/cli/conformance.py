@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from ..errors import ClconvError
+
+#: Seconds between the progress lines printed when the output is not a terminal.
+PLAIN_PROGRESS_S = 10.0
 
 
 @click.command("conformance")
@@ -34,16 +38,25 @@ def command(backend, device, algorithm, level, skip_file, xfail_file, junit, rep
     skip = Expectations.read(skip_file)
     xfail = Expectations.read(xfail_file)
     failures = []
+    start = last_line = time.monotonic()
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("{task.fields[case]}"), transient=True,
     ) as progress:
         task = progress.add_task(f"conformance {backend}", total=None, case="")
+        # Not a terminal (a CI log): no live bar, so a plain line now and then.
+        plain = not progress.console.is_terminal
 
         def on_result(res, done, total):  # type: ignore[no-untyped-def]
+            nonlocal last_line
             progress.update(task, completed=done, total=total, case=res.id)
             if res.status in ("failed", "xpassed"):
                 failures.append(res)
+            now = time.monotonic()
+            if plain and (now - last_line >= PLAIN_PROGRESS_S or done == total):
+                last_line = now
+                click.echo(f"conformance {backend}: {done}/{total} cases, {len(failures)} failed, "
+                           f"{now - start:.0f}s: {res.id}", err=True)
 
         try:
             report = run_suite(backend, device=device, algorithm=algorithm, level=level,

@@ -17,7 +17,10 @@ from typing import Any
 
 from ..spec import ConvSpec
 
-CASE_LIST_VERSION = "1"
+# 2: batch-0 cases and a concurrent-calls case; each numeric case also checks guard regions,
+#    calls without out=, calls after new values in the same arrays, arrays that are not
+#    C-contiguous and read-only inputs; bad-input cases after valid calls.
+CASE_LIST_VERSION = "2"
 LEVELS = ("quick", "full")
 DTYPES = ("float32", "float64", "float16")
 
@@ -59,6 +62,7 @@ GEOMETRIES: list[tuple[str, str, tuple, tuple, bool, dict[str, Any], bool]] = [
     ("c2d-fullk", "conv2d", (2, 2, 5, 4), (3, 2, 5, 4), True, {}, False),
     ("c2d-odd", "conv2d", (3, 5, 13, 7), (7, 5, 2, 3), True, {"stride": (2, 1), "padding": (1, 0)}, False),
     ("c2d-3x3-wide", "conv2d", (1, 16, 12, 12), (24, 16, 3, 3), True, {"padding": 1}, False),
+    ("c2d-batch0", "conv2d", (0, 3, 7, 9), (4, 3, 3, 3), True, {"padding": 1}, False),
     # 3D
     ("c3d-basic", "conv3d", (1, 2, 5, 6, 7), (3, 2, 3, 3, 3), True, {"padding": 1}, True),
     ("c3d-stride-dil", "conv3d", (2, 2, 7, 7, 6), (2, 2, 2, 3, 2), False, {"stride": (2, 1, 2), "dilation": (1, 2, 1)}, False),
@@ -77,6 +81,7 @@ GEOMETRIES: list[tuple[str, str, tuple, tuple, bool, dict[str, Any], bool]] = [
      {"stride": 2, "groups": 4, "padding": 1, "output_padding": 1}, False),
     ("t2d-thin", "conv_transpose2d", (1, 16, 5, 5), (16, 3, 4, 4), True, {"stride": 2, "padding": 1}, False),
     ("t2d-s1", "conv_transpose2d", (2, 3, 6, 5), (3, 2, 3, 3), False, {"padding": 1}, False),
+    ("t2d-batch0", "conv_transpose2d", (0, 3, 5, 4), (3, 2, 3, 3), True, {"stride": 2}, False),
     ("t3d-basic", "conv_transpose3d", (1, 2, 3, 4, 3), (2, 3, 3, 3, 3), True,
      {"stride": 2, "padding": 1, "output_padding": (1, 0, 1)}, True),
     ("t3d-groups", "conv_transpose3d", (1, 4, 3, 3, 3), (4, 1, 2, 2, 2), False, {"stride": 2, "groups": 2}, False),
@@ -149,6 +154,8 @@ def features_of(spec: ConvSpec, kind: str = "numeric") -> tuple[str, ...]:
         f.append("bias")
     if spec.batch > 1:
         f.append("batch")
+    if spec.batch == 0:
+        f.append("empty-batch")
     if all(k == 1 for k in spec.kernel):
         f.append("1x1-kernel")
     if not spec.transposed and all(

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from ..errors import ClconvError
 from .runner import CaseResult, Expectations, PlannedCase, execute, features_table, plan_suite
 
 _RESULTS_KEY = pytest.StashKey[list]()
+_PROPERTY = "clconv_conformance"
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -28,6 +30,21 @@ def pytest_addoption(parser: Any) -> None:
 
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "clconv_conformance: a clconv conformance case")
+    config.stash[_RESULTS_KEY] = []
+    config.pluginmanager.register(_Results(config.stash[_RESULTS_KEY]), "clconv-conformance-results")
+
+
+class _Results:
+    """Collects each case's status and features from the test reports (the process that
+    reports, also under pytest-xdist, where the cases run in worker processes)."""
+
+    def __init__(self, results: list) -> None:
+        self.results = results
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call":
+            self.results.extend(CaseResult("", "", "", "", tuple(v["features"]), v["status"])
+                                for name, v in report.user_properties if name == _PROPERTY)
 
 
 class ConformanceFailure(Exception):
@@ -43,7 +60,8 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self) -> None:
         res: CaseResult = execute(self.planned, self.expectations)
-        self.config.stash[_RESULTS_KEY].append(res)
+        # On the test report, so that it reaches the pass table from pytest-xdist's workers too.
+        self.user_properties.append((_PROPERTY, {"status": res.status, "features": list(res.features)}))
         if res.status == "skipped":
             pytest.skip(res.message)
         if res.status == "xfailed":
@@ -62,20 +80,24 @@ class ConformanceItem(pytest.Item):
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list) -> None:
     backend = config.getoption("--clconv-backend", default=None)
-    config.stash[_RESULTS_KEY] = []
     if not backend:
         return
-    exp = Expectations(
-        skip=Expectations.read(config.getoption("--clconv-skip")),
-        xfail=Expectations.read(config.getoption("--clconv-xfail")),
-    )
-    planned = plan_suite(
-        backend,
-        config.getoption("--clconv-device"),
-        config.getoption("--clconv-algorithm"),
-        config.getoption("--clconv-level"),
-        exp,
-    )
+    # A misspelt backend, device or algorithm, or a missing list file, is a usage error
+    # (one line), not an INTERNALERROR traceback.
+    try:
+        exp = Expectations(
+            skip=Expectations.read(config.getoption("--clconv-skip")),
+            xfail=Expectations.read(config.getoption("--clconv-xfail")),
+        )
+        planned = plan_suite(
+            backend,
+            config.getoption("--clconv-device"),
+            config.getoption("--clconv-algorithm"),
+            config.getoption("--clconv-level"),
+            exp,
+        )
+    except (ClconvError, OSError) as exc:
+        raise pytest.UsageError(f"clconv conformance: {exc}") from None
     new = [
         ConformanceItem.from_parent(session, name=f"conformance[{backend}/{pc.id}]", planned=pc, expectations=exp)
         for pc in planned

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,13 +96,22 @@ class Report:
                 time=f"{r.duration_s:.6f}",
             )
             if r.status in ("failed", "xpassed"):
-                f = ET.SubElement(tc, "failure", message=r.message)
-                f.text = r.error or r.message
+                f = ET.SubElement(tc, "failure", message=_xml_text(r.message))
+                f.text = _xml_text(r.error or r.message)
             elif r.status in ("skipped", "xfailed"):
-                ET.SubElement(tc, "skipped", message=r.message)
+                ET.SubElement(tc, "skipped", message=_xml_text(r.message))
         root = ET.Element("testsuites")
         root.append(suite)
         ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+# Characters XML 1.0 does not allow (control characters such as a build log's colour codes):
+# ElementTree writes them as they are, and no JUnit reader would parse the file.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _device_facts(d: Device) -> dict[str, Any]:

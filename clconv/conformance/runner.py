@@ -4,7 +4,15 @@ Each numeric case is run through the algorithm's prepared kernel with ``out=``
 filled with poison (a NaN with a payload no computation produces), and checked
 against the float64 NumPy reference: every element written, NaN/Inf exactly
 where the reference has them, normwise and elementwise error within the named
-tolerance, inputs unchanged. A (device, algorithm) that declares it does not
+tolerance, inputs unchanged. Every array lies between guard regions (NaN that
+no computation produces), so that a write past ``out`` or a read past an input
+shows. The kernel is then called as ``clconv.conv2d`` calls it, without ``out=``
+(twice, so that whatever a backend sets up after a first call runs too; a
+deterministic algorithm must give the same values each time), and once more
+after new values are written into the same input, weight and bias arrays (a
+cache keyed by the array object must notice), with arrays that are not
+C-contiguous (every other element of a buffer, guards in between), and with
+read-only inputs. One case calls a kernel from several threads at once. A (device, algorithm) that declares it does not
 support a case (``Algorithm.supports``) gets the case *skipped* with that
 reason: listed, never counted as a pass. Bad-input cases must raise the right
 exception and return nothing. Random specs come from hypothesis.
@@ -13,6 +21,7 @@ exception and return nothing. Random specs come from hypothesis.
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -39,6 +48,15 @@ _POISON_BITS = {
     "float64": np.uint64(0x7FF8A5A5A5A5A5A5),
 }
 _UINT = {"float16": np.uint16, "float32": np.uint32, "float64": np.uint64}
+# The guard regions around the inputs: a NaN of another payload, so that one read past an
+# input and carried into the output is not taken for an unwritten element.
+_GUARD_BITS = {
+    "float16": np.uint16(0x7E3C),
+    "float32": np.uint32(0x7FC3C3C3),
+    "float64": np.uint64(0x7FF83C3C3C3C3C3C),
+}
+#: Elements of guard region before (at least) and after every array of a numeric case.
+GUARD = 16
 
 
 @dataclass(frozen=True)
@@ -102,8 +120,8 @@ def targets(backend: str, device: str | None = None, algorithm: str | None = Non
 
 
 # ----------------------------------------------------------------- arrays
-def make_arrays(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    rng = np.random.default_rng(case.seed)
+def make_arrays(case: Case, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    rng = np.random.default_rng(case.seed if seed is None else seed)
     spec = case.spec
     x = rng.standard_normal(spec.input_shape).astype(case.dtype)
     w = rng.standard_normal(spec.weight_shape).astype(case.dtype)
@@ -126,13 +144,81 @@ def unwritten(out: np.ndarray) -> np.ndarray:
     return out.view(_UINT[out.dtype.name]) == _POISON_BITS[out.dtype.name]
 
 
+class Guarded:
+    """A C-contiguous array that is a view into a larger buffer, between guard regions.
+
+    ``lead`` guard elements come before it (varied per case, so that arrays start at
+    different alignments) and :data:`GUARD` after it; ``changed()`` says whether the
+    guards still hold their bits.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, bits: Any, lead: int = GUARD):
+        n = math.prod(shape)
+        self.buffer = np.empty(lead + n + GUARD, dtype=dtype)
+        self.buffer.view(_UINT[dtype])[...] = bits
+        self.bits, self.lead, self.n = bits, lead, n
+        self.array = self.buffer[lead:lead + n].reshape(shape)
+
+    def changed(self) -> str:
+        """'' when both guard regions are intact, else which one was written and where."""
+        raw = self.buffer.view(_UINT[self.buffer.dtype.name])
+        for side, region, offset, origin in (("before", raw[:self.lead], -self.lead, "from its start"),
+                                             ("after", raw[self.lead + self.n:], 0, "past its end")):
+            bad = np.flatnonzero(region != self.bits)
+            if bad.size:
+                where = ", ".join(str(int(i) + offset) for i in bad[:4])
+                return f"{bad.size} element(s) {side} it (offset {where} {origin})"
+        return ""
+
+
+class Interleaved:
+    """An array that is not C-contiguous: every other element of a buffer, guards in between."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, bits: Any, lead: int = 0):
+        self.buffer = np.empty((*shape, 2), dtype=dtype)
+        self.buffer.view(_UINT[dtype])[...] = bits
+        self.bits = bits
+        self.array = self.buffer[..., 1]
+
+    def changed(self) -> str:
+        raw = self.buffer.view(_UINT[self.buffer.dtype.name])[..., 0]
+        bad = int((raw != self.bits).sum())
+        return f"{bad} element(s) between its elements (it was every other element of a buffer)" if bad else ""
+
+
+def guarded(data: np.ndarray | None, lead: int, kind: type = Guarded) -> Any:
+    """``data`` copied into a :class:`Guarded` (or :class:`Interleaved`) array with NaN guards."""
+    if data is None:
+        return None
+    g = kind(data.shape, data.dtype.name, _GUARD_BITS[data.dtype.name], lead)
+    g.array[...] = data
+    return g
+
+
+def guarded_out(shape: tuple[int, ...], dtype: str, lead: int, kind: type = Guarded) -> Any:
+    """A poisoned ``out`` between guards of the same poison."""
+    return kind(shape, dtype, _POISON_BITS[dtype], lead)
+
+
 def _where(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
 # ----------------------------------------------------------------- checks
-def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndarray) -> None:
-    """Raise CaseFailure unless ``y`` is the convolution of x, w, b within tolerance."""
+def expected(spec: ConvSpec, x: Any, w: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 reference of x, w, b and its elementwise magnitude bound (|w| * |x| + |b|)."""
+    exact = reference(spec, x, w, b)
+    bound = reference(spec, np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
+                      None if b is None else np.abs(np.asarray(b, np.float64)))
+    return exact, bound
+
+
+def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndarray,
+                 *, reference_: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Raise CaseFailure unless ``y`` is the convolution of x, w, b within tolerance.
+
+    ``reference_``: :func:`expected` of the same arrays, when the caller has it already.
+    """
     if not isinstance(y, np.ndarray):
         raise CaseFailure(f"returned {type(y).__name__}, not a NumPy array, for NumPy input")
     if y.shape != spec.output_shape:
@@ -142,7 +228,7 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
     holes = unwritten(y)
     if holes.any():
         raise CaseFailure(f"{int(holes.sum())} output element(s) left unwritten, first at {_where(holes)}")
-    exact = reference(spec, x, w, b)
+    exact, abs_bound = reference_ if reference_ is not None else expected(spec, x, w, b)
     got = y.astype(np.float64)
     for what, a, e in (("NaN", np.isnan(got), np.isnan(exact)), ("Inf", np.isinf(got), np.isinf(exact))):
         if not np.array_equal(a, e):
@@ -150,7 +236,7 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
             where = _where(bad)
             raise CaseFailure(
                 f"{what} pattern differs from the reference at {int(bad.sum())} element(s), first at {where}: "
-                f"got {got[where]!r}, expected {exact[where]!r}"
+                f"got {float(got[where])!r}, expected {float(exact[where])!r}"
                 + (" (a NaN or Inf was swallowed)" if e[where] else " (a NaN or Inf appeared)")
             )
     finite = np.isfinite(exact)
@@ -163,8 +249,6 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
         diff = np.where(finite, got - exact, 0.0)
     ref_norm = float(np.linalg.norm(np.where(finite, exact, 0.0)))
     err = float(np.linalg.norm(diff)) / (ref_norm or 1.0)
-    abs_bound = reference(spec, np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
-                          None if b is None else np.abs(np.asarray(b, np.float64)))
     limit = ELEMENT_FACTOR * tol * np.where(finite, abs_bound, np.inf) + np.finfo(spec.dtype).tiny
     over = np.abs(diff) > limit
     if err > tol or over.any():
@@ -177,10 +261,6 @@ def check_result(spec: ConvSpec, family: str, x: Any, w: Any, b: Any, y: np.ndar
         )
 
 
-def _snapshot(*arrays: Any) -> list[bytes | None]:
-    return [None if a is None else np.asarray(a).tobytes() for a in arrays]
-
-
 # ----------------------------------------------------------------- running
 def _support(case_spec: ConvSpec, t: Target) -> tuple[bool, str]:
     cands = dispatch.collect_candidates(case_spec, backend=t.backend, device=t.device, algorithm=t.algorithm.id)
@@ -191,35 +271,123 @@ def _support(case_spec: ConvSpec, t: Target) -> tuple[bool, str]:
 def run_numeric(case: Case, t: Target) -> CaseResult:
     res = CaseResult(f"{t.id}/{case.id}", case.id, t.device.id, t.algorithm.id, case.features, "passed")
     start = time.perf_counter()
+    calling = [""]  # which call of the protocol runs, for the message of an exception it raises
     try:
         spec = case.spec
         ok, reason = _support(spec, t)
         if not ok:
             res.status, res.message = "skipped", f"declared unsupported: {reason}"
             return res
-        x, w, b = make_arrays(case)
-        before = _snapshot(x, w, b)
         kernel = t.algorithm.prepare(spec, t.device)
-        out = poisoned(spec.output_shape, spec.dtype)
         try:
-            y = kernel(x, w, b, out=out)
+            _call_protocol(case, t, kernel, calling)
         except UnsupportedError as exc:
-            raise CaseFailure(f"supports() accepted the case, but the call raised UnsupportedError: {exc}") from exc
-        if y is not out:
-            raise CaseFailure("the kernel did not return the `out` array it was given (out= must be written and returned)")
-        for name, a, snap in zip(("input", "weight", "bias"), (x, w, b), before):
-            if snap is not None and np.asarray(a).tobytes() != snap:
-                raise CaseFailure(f"the call modified its {name}")
-        check_result(spec, t.algorithm.family, x, w, b, out)
+            raise CaseFailure(f"{calling[0]}supports() accepted the case, but the call raised UnsupportedError: "
+                              f"{exc}") from exc
     except CaseFailure as exc:
         res.status, res.message = "failed", str(exc)
     except Exception as exc:  # a backend error is a failure of the case, with its type
         res.status = "failed"
-        res.message = f"raised {type(exc).__name__}: a backend must compute the case or decline it in supports()"
+        res.message = (f"{calling[0]}raised {type(exc).__name__}: "
+                       "a backend must compute the case or decline it in supports()")
         res.error = f"{type(exc).__name__}: {exc}"
     finally:
         res.duration_s = time.perf_counter() - start
     return res
+
+
+def _call_protocol(case: Case, t: Target, kernel: Any, calling: list[str]) -> None:
+    """The calls of one numeric case (see the module docstring); CaseFailure says which and why.
+
+    ``calling[0]`` names the call in progress (an exception from the kernel leaves it set)."""
+    spec, family = case.spec, t.algorithm.family
+    lead = GUARD + case.seed % 8  # arrays at different alignments from case to case
+    data = make_arrays(case)
+    arrays = [guarded(a, lead) for a in data]
+    ref = expected(spec, *data)
+
+    def unchanged(when: str, arrays: list) -> None:
+        for name, g, orig in zip(("input", "weight", "bias"), arrays, data):
+            if g is None:
+                continue
+            if g.array.tobytes() != orig.tobytes():
+                raise CaseFailure(f"{when}the call modified its {name}")
+            where = g.changed()
+            if where:
+                raise CaseFailure(f"{when}the call wrote outside its {name}: {where}")
+
+    def with_out(when: str, arrays: list, kind: type = Guarded) -> np.ndarray:
+        g = guarded_out(spec.output_shape, spec.dtype, lead, kind)
+        calling[0] = when
+        y = kernel(*(None if a is None else a.array for a in arrays), out=g.array)
+        if y is not g.array:
+            raise CaseFailure(f"{when}the kernel did not return the `out` array it was given "
+                              "(out= must be written and returned)")
+        unchanged(when, arrays)
+        where = g.changed()
+        if where:
+            raise CaseFailure(f"{when}the call wrote outside `out`: {where}")
+        _checked(when, spec, family, data, y, ref)
+        return y
+
+    def without_out(when: str, arrays: list) -> Any:
+        calling[0] = when
+        y = kernel(*(None if a is None else a.array for a in arrays))
+        unchanged(when, arrays)
+        _checked(when, spec, family, data, y, ref)
+        return y
+
+    first = with_out("", arrays)
+    # The path of clconv.conv2d: no out=, and a second time, for whatever a backend sets up
+    # after a first call (a fast path, cached buffers).
+    kept = []
+    for n in (2, 3):
+        y = without_out(f"call {n}, without out=: ", arrays)
+        kept.append((y, y.copy()))
+        if t.algorithm.deterministic and not np.array_equal(y, first, equal_nan=True):
+            bad = ~((y == first) | (np.isnan(y) & np.isnan(first)))
+            raise CaseFailure(
+                f"call {n}, without out=: {int(bad.sum())} element(s) differ from call 1 on the same inputs, "
+                f"first at {_where(bad)}, but the algorithm declares itself deterministic"
+            )
+    # New values in the same array objects: a cache keyed by the object must see them.
+    data = make_arrays(case, seed=case.seed + 1)
+    for g, new in zip(arrays, data):
+        if g is not None:
+            g.array[...] = new
+    ref = expected(spec, *data)
+    with_out("call 4, after new values were written into the same input, weight and bias arrays: ", arrays)
+    without_out("call 5, after new values were written into the same input, weight and bias arrays, "
+                "without out=: ", arrays)
+    for y, copy in kept:
+        if not np.array_equal(y, copy, equal_nan=True):
+            raise CaseFailure("a result returned without out= changed when the kernel was called again "
+                              "(a returned array must belong to the caller, not be reused by the kernel)")
+    # Arrays that are not C-contiguous (NHWC data viewed as NCHW, a slice), out= too.
+    with_out("call 6, with input, weight, bias and out that are not C-contiguous: ",
+             [guarded(a, lead, Interleaved) for a in data], Interleaved)
+    # Read-only arrays (a memory-mapped file, a broadcast): a kernel only reads its inputs.
+    readonly = [guarded(a, lead) for a in data]
+    for g in readonly:
+        if g is not None:
+            g.array.flags.writeable = False
+    without_out("call 7, with read-only input, weight and bias, without out=: ", readonly)
+
+
+def _checked(when: str, spec: ConvSpec, family: str, data: tuple, y: Any,
+             ref: tuple[np.ndarray, np.ndarray]) -> None:
+    try:
+        check_result(spec, family, *data, y, reference_=ref)
+    except CaseFailure as exc:
+        hint = ""
+        if "appeared)" in str(exc):
+            hint = (" (the suite's arrays lie between NaN guard regions: this can be a read past the bounds"
+                    " of the input, weight or bias)")
+        raise CaseFailure(f"{when}{exc}{hint}") from None
+
+
+def _snapshot(*arrays: Any) -> list[bytes | None]:
+    return [None if a is None else np.asarray(a).tobytes() for a in arrays]
 
 
 # ----------------------------------------------------------------- bad input
@@ -233,6 +401,8 @@ class BadCase:
     features: tuple[str, ...] = ("bad-input",)
     #: A small spec of the same kind: when the target declares it unsupported, the case is skipped.
     applies_to: tuple[str, tuple, tuple, dict] = ("conv", (2, 4, 8, 8), (6, 4, 3, 3), {"padding": 1})
+    #: Only for devices that declare their memory size (``memory_bytes`` 0 means unknown: no check).
+    needs_memory_size: bool = False
 
 
 def _bad_arrays(dtype: str = "float32") -> dict[str, Any]:
@@ -248,9 +418,22 @@ def _pins(t: Target) -> dict[str, Any]:
     return {"backend": t.backend, "device": t.device.id, "algorithm": t.algorithm.id}
 
 
+class WarmUpError(Exception):
+    """The valid calls made before a bad one raised."""
+
+
 def _kernel(t: Target, a: dict[str, Any]) -> Any:
+    """A kernel for the bad arrays' spec, after two valid calls without out= with the same weight
+    and bias: a backend may take another path once it has run (a fast path), and the checks
+    must hold there too."""
     spec = ConvSpec.from_arrays("conv", 2, a["x"], a["w"], a["b"], padding=1)
-    return t.algorithm.prepare(spec, t.device)
+    kernel = t.algorithm.prepare(spec, t.device)
+    try:
+        for _ in range(2):
+            kernel(a["x"], a["w"], a["b"])
+    except Exception as exc:
+        raise WarmUpError(f"{type(exc).__name__}: {exc}") from exc
+    return kernel
 
 
 def _huge_call(t: Target, a: dict[str, Any]) -> Any:
@@ -280,7 +463,7 @@ BAD_CASES: list[BadCase] = [
     BadCase("bad-api-reflect-too-wide", ValueError,
             lambda t, a: api.conv2d(a["x"], a["w"], padding=8, padding_mode="reflect", **_pins(t))),
     BadCase("bad-too-large-for-device", DeviceMemoryError, _huge_call,
-            applies_to=("conv", (2, 64, 8, 8), (64, 64, 3, 3), {"padding": 1})),
+            applies_to=("conv", (2, 64, 8, 8), (64, 64, 3, 3), {"padding": 1}), needs_memory_size=True),
 ]
 
 
@@ -288,6 +471,9 @@ def run_bad(case: BadCase, t: Target) -> CaseResult:
     res = CaseResult(f"{t.id}/{case.id}", case.id, t.device.id, t.algorithm.id, case.features, "passed")
     op, xs, ws, params = case.applies_to
     ok, reason = _support(ConvSpec.from_shapes(op, xs, ws, bias=True, **params), t)
+    if ok and case.needs_memory_size and not t.device.memory_bytes:
+        # the dispatcher cannot refuse a call too large for it, and would try to run it
+        ok, reason = False, f"{t.device.id} declares no memory size (memory_bytes=0: unknown, no check)"
     if not ok:
         res.status, res.message = "skipped", f"declared unsupported: {reason}"
         return res
@@ -296,6 +482,9 @@ def run_bad(case: BadCase, t: Target) -> CaseResult:
     before = _snapshot(*arrays.values())
     try:
         returned = case.call(t, arrays)
+    except WarmUpError as exc:
+        res.status, res.message = "failed", "the valid calls before the bad one raised"
+        res.error = str(exc)
     except case.expected as exc:
         if not str(exc).strip():
             res.status, res.message = "failed", f"raised {type(exc).__name__} with an empty message"
@@ -308,6 +497,83 @@ def run_bad(case: BadCase, t: Target) -> CaseResult:
         res.message = f"expected {case.expected.__name__}, but the call returned {type(returned).__name__}"
     if _snapshot(*arrays.values()) != before:
         res.status, res.message = "failed", "the call modified its arguments"
+    res.duration_s = time.perf_counter() - start
+    return res
+
+
+# ----------------------------------------------------------------- threads
+#: The concurrent-calls case: one kernel called from several threads, on the first of these
+#: layers of moderate size the target supports.
+CONCURRENT = [
+    Case("concurrent-calls", fn, xs, ws, True, params, "float32", seed=4242, features=("concurrency",))
+    for fn, xs, ws, params in (
+        ("conv2d", (2, 8, 12, 12), (8, 8, 3, 3), (("padding", 1),)),
+        ("conv2d", (2, 8, 12, 12), (8, 1, 3, 3), (("groups", 8), ("padding", 1))),
+        ("conv_transpose2d", (2, 8, 6, 6), (8, 4, 4, 4), (("padding", 1), ("stride", 2))),
+        ("conv1d", (2, 8, 40), (8, 8, 3), (("padding", 1),)),
+    )
+]
+THREADS, CALLS_PER_THREAD = 4, 6
+
+
+def run_concurrent(t: Target) -> CaseResult:
+    """One kernel called from several threads at once (a server's requests on one model): the
+    same weight and bias, each thread its own input, with and without ``out=``."""
+    import threading
+
+    case = CONCURRENT[0]
+    res = CaseResult(f"{t.id}/{case.id}", case.id, t.device.id, t.algorithm.id, case.features, "passed")
+    start = time.perf_counter()
+    for case in CONCURRENT:
+        ok, reason = _support(case.spec, t)
+        if ok:
+            break
+    else:
+        res.status, res.message = "skipped", f"declared unsupported: {reason}"
+        return res
+    spec = case.spec
+    try:
+        kernel = t.algorithm.prepare(spec, t.device)
+        _, w, b = make_arrays(case)
+        inputs = [make_arrays(case, seed=case.seed + 1 + i)[0] for i in range(THREADS)]
+        refs = [expected(spec, x, w, b) for x in inputs]
+        problems: list[tuple[str, str]] = []
+        barrier = threading.Barrier(THREADS)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for n in range(CALLS_PER_THREAD):
+                where = f"thread {i + 1} of {THREADS}, call {n + 1}: "
+                try:
+                    if n % 2:
+                        y = kernel(inputs[i], w, b)
+                    else:
+                        out = poisoned(spec.output_shape, spec.dtype)
+                        y = kernel(inputs[i], w, b, out=out)
+                        if y is not out:
+                            raise CaseFailure("the kernel did not return the `out` array it was given")
+                    check_result(spec, t.algorithm.family, inputs[i], w, b, y, reference_=refs[i])
+                except CaseFailure as exc:
+                    problems.append((f"{where}{exc}", ""))
+                    return
+                except Exception as exc:
+                    problems.append((f"{where}raised {type(exc).__name__}", f"{type(exc).__name__}: {exc}"))
+                    return
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if problems:
+            res.status = "failed"
+            res.message = (f"{len(problems)} of {THREADS} threads calling one kernel at once got a wrong result "
+                           f"or an error (kernels must be safe to call from several threads); first: {problems[0][0]}")
+            res.error = problems[0][1]
+    except Exception as exc:
+        res.status = "failed"
+        res.message = f"raised {type(exc).__name__}: a backend must compute the case or decline it in supports()"
+        res.error = f"{type(exc).__name__}: {exc}"
     res.duration_s = time.perf_counter() - start
     return res
 
@@ -396,6 +662,7 @@ class PlannedCase:
     target: Target
     run: Callable[[], CaseResult]
     skip_reason: str | None = None
+    features: tuple[str, ...] = ()  # the case's rows of the pass table, also when it is skipped
 
 
 def plan_suite(
@@ -411,26 +678,27 @@ def plan_suite(
     out: list[PlannedCase] = []
     for t in targets(backend, device, algorithm):
         problem = t.device.problem()
-        items: list[tuple[str, Callable[[], CaseResult]]] = []
+        items: list[tuple[str, Callable[[], CaseResult], tuple[str, ...]]] = []
         for c in nums:
-            items.append((c.id, (lambda c=c, t=t: run_numeric(c, t))))
+            items.append((c.id, (lambda c=c, t=t: run_numeric(c, t)), c.features))
         for bc in BAD_CASES:
-            items.append((bc.id, (lambda bc=bc, t=t: run_bad(bc, t))))
+            items.append((bc.id, (lambda bc=bc, t=t: run_bad(bc, t)), bc.features))
+        items.append((CONCURRENT[0].id, (lambda t=t: run_concurrent(t)), CONCURRENT[0].features))
         n = cases_mod.random_examples(level)
-        items.append(("random", (lambda t=t, n=n: run_random(t, n))))
-        for cid, fn in items:
+        items.append(("random", (lambda t=t, n=n: run_random(t, n)), ("random",)))
+        for cid, fn, feats in items:
             rid = f"{t.id}/{cid}"
             skip = exp.match(exp.skip, rid)
             if problem:
                 skip = f"device unusable: {problem}"
-            out.append(PlannedCase(rid, t, fn, skip))
+            out.append(PlannedCase(rid, t, fn, skip, feats))
     return out
 
 
 def execute(pc: PlannedCase, exp: Expectations | None = None) -> CaseResult:
     if pc.skip_reason is not None:
         case_id = pc.id.split("/")[-1]
-        return CaseResult(pc.id, case_id, pc.target.device.id, pc.target.algorithm.id, (), "skipped",
+        return CaseResult(pc.id, case_id, pc.target.device.id, pc.target.algorithm.id, pc.features, "skipped",
                           f"skipped by list: {pc.skip_reason}" if not pc.skip_reason.startswith("device unusable")
                           else pc.skip_reason)
     return apply_expectations(pc.run(), exp or Expectations())

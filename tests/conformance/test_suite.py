@@ -29,8 +29,8 @@ def host(fresh_host, tmp_path, monkeypatch):
     return fresh_host()
 
 
-def register(host, defect, only_2d=False):
-    b = broken.make_backend(defect, only_2d)
+def register(host, defect, only_2d=False, **kw):
+    b = broken.make_backend(defect, only_2d, **kw)
 
     @clconv.hookimpl
     def clconv_register_backends(register):
@@ -95,10 +95,65 @@ def test_wrong_error_type_is_caught(host):
     assert "c2d-basic-float32" not in f
 
 
+@pytest.mark.parametrize("defect,message", [
+    ("mutates-weight", "the call modified its weight"),
+    ("ignores-out", "the kernel did not return the `out` array it was given"),
+    # the call path of clconv.conv2d (no out=) is checked too
+    ("result-dtype", "call 2, without out=: output dtype float64, expected float32"),
+    ("reused-result", "a result returned without out= changed when the kernel was called again"),
+    ("nondeterministic", "call 2, without out=: "),
+    # a cache keyed by the weight object must notice new values written into it
+    ("stale-weights", "call 4, after new values were written into the same input, weight and bias arrays: "
+                      "normwise relative error"),
+    # guard regions around every array
+    ("writes-past-out", "the call wrote outside `out`: 1 element(s) after it (offset 0 past its end)"),
+    ("reads-before-input", "NaN pattern differs from the reference"),
+    # arrays that are not C-contiguous
+    ("reads-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: NaN pattern"),
+    ("writes-as-contiguous", "call 6, with input, weight, bias and out that are not C-contiguous: "
+                             "the call wrote outside `out`: 288 element(s) between its elements"),
+    ("needs-writable-input", "call 7, with read-only input, weight and bias, without out=: raised TypeError: "
+                             "a backend must compute the case or decline it in supports()"),
+])
+def test_call_protocol_defects_are_caught(host, defect, message):
+    f = failed(run_suite(register(host, defect), record=False, skip={"*/random": "", "*/bad-*": ""}))
+    r = f["c2d-basic-float32"]
+    assert message in r.message, r.message
+    if defect == "nondeterministic":
+        assert "differ from call 1 on the same inputs" in r.message and "declares itself deterministic" in r.message
+    if defect == "reads-before-input":
+        assert "read past the bounds of the input" in r.message
+
+
+def test_kernel_that_is_not_thread_safe_is_caught(host):
+    skip = {"*/c[123]d-*": "", "*/t[123]d-*": "", "*/random": ""}
+    f = failed(run_suite(register(host, "not-thread-safe"), record=False, skip=skip))
+    r = f["concurrent-calls"]
+    assert "threads calling one kernel at once got a wrong result" in r.message
+    assert "normwise relative error" in r.message and "thread " in r.message
+
+
+def test_nondeterministic_algorithm_may_differ_run_to_run(host, monkeypatch):
+    monkeypatch.setattr(broken._Alg, "deterministic", False)
+    assert run_suite(register(host, "nondeterministic"), record=False).passed
+
+
 def test_kernel_that_skips_input_checks_fails_bad_input_cases(host):
     f = failed(run_suite(register(host, "no-input-checks"), record=False))
     assert f["bad-kernel-input-shape"].message == "expected ValueError, got IndexError"
     assert "expected TypeError" in f["bad-kernel-input-dtype"].message
+
+
+def test_bad_input_is_checked_after_the_kernel_has_run(host):
+    """A backend's later calls may take another path (a fast path); bad input must still raise."""
+    f = failed(run_suite(register(host, "fast-path-no-checks"), record=False, skip={"*/random": ""}))
+    assert "c2d-basic-float32" not in f
+    assert f["bad-kernel-input-dtype"].message == "expected TypeError, but the call returned ndarray"
+    assert f["bad-kernel-missing-bias"].message.startswith("expected ValueError")
+    # a kernel that cannot run at all: its bad-input cases say so, not "raised the right error"
+    f = failed(run_suite(register(host, "device-lost"), record=False, skip={"*/random": ""}))
+    r = f["bad-kernel-input-shape"]
+    assert r.message == "the valid calls before the bad one raised" and r.error == "RuntimeError: device lost"
 
 
 def test_declared_unsupported_cases_are_skipped_and_listed_not_passed(host):
@@ -113,6 +168,15 @@ def test_declared_unsupported_cases_are_skipped_and_listed_not_passed(host):
     assert feats["3d"]["skipped"] > 0 and feats["3d"]["passed"] == 0
 
 
+def test_too_large_case_skipped_for_a_device_of_unknown_memory(host):
+    """memory_bytes=0 means unknown (no check): the dispatcher cannot refuse the 2 TiB call."""
+    report = run_suite(register(host, "none", memory_bytes=0), record=False,
+                       skip={"*/c[123]d-*": "", "*/t[123]d-*": ""})
+    r = next(r for r in report.results if r.case == "bad-too-large-for-device")
+    assert r.status == "skipped" and "declares no memory size (memory_bytes=0" in r.message
+    assert report.passed
+
+
 def test_skip_and_xfail_lists(host, tmp_path):
     name = register(host, "padding-side")
     report = run_suite(name, record=False, xfail={"*asym*": "known padding bug", "*t1d-basic-float32": "not broken"},
@@ -122,6 +186,10 @@ def test_skip_and_xfail_lists(host, tmp_path):
     assert statuses["t2d-asym-crop-float32"] == "xfailed"
     assert statuses["t1d-basic-float32"] == "xpassed"  # listed but passing: the list is stale
     assert not report.passed
+    # cases skipped by the list keep their rows of the pass table
+    feats = report.as_dict()["features"]
+    assert "other" not in feats
+    assert feats["2d"]["skipped"] == sum(1 for r in report.results if r.case.startswith("c2d-"))
 
 
 def test_case_list_covers_the_contract():
@@ -131,7 +199,7 @@ def test_case_list_covers_the_contract():
     for f in ("1d", "2d", "3d", "conv", "transposed", "stride", "padding-symmetric", "padding-asymmetric",
               "dilation", "groups", "depthwise", "padding-mode-reflect", "padding-mode-replicate",
               "padding-mode-circular", "output-padding", "bias", "batch", "odd-sizes", "1x1-kernel",
-              "kernel-as-large-as-input", "float16", "float32", "float64", "nan-inf-propagation"):
+              "kernel-as-large-as-input", "float16", "float32", "float64", "nan-inf-propagation", "empty-batch"):
         assert f in feats, f
     same_strided = [c for c in cases.numeric_cases("quick") if c.params.get("padding") == "same" and c.spec.stride != (1,) * c.spec.ndim]
     valid = [c for c in cases.numeric_cases("quick") if c.params.get("padding") == "valid"]
@@ -157,6 +225,41 @@ def test_report_json_junit_and_last_run(host, tmp_path):
     assert json.loads(out)["backends"][0]["conformance"]["numpy:cpu"]["passed"] is True
 
 
+def test_cli_prints_plain_progress_lines_when_not_a_terminal(host, monkeypatch):
+    from clconv.cli import conformance as cli_conformance
+
+    monkeypatch.setattr(cli_conformance, "PLAIN_PROGRESS_S", 0.0)
+    r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference"])
+    assert r.exit_code == 0, r.output
+    total = len([x for x in r.stderr.splitlines() if x.startswith("conformance numpy: ")])
+    assert "conformance numpy: 1/83 cases, 0 failed" in r.stderr and total == 83
+    assert "conformance numpy: 83/83 cases, 0 failed" in r.stderr and "numpy:cpu/reference/random" in r.stderr
+
+
+def test_backends_shows_what_the_last_run_covered(host, tmp_path):
+    from clconv.cli.backends import _conformance_cell
+
+    (tmp_path / "skip.txt").write_text("*/c3d-*  # slow\n")
+    r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference",
+                                 "--skip", str(tmp_path / "skip.txt")])
+    assert r.exit_code == 0, r.output
+    cell = _conformance_cell(last_run("numpy", clconv.list_backends()["numpy"].devices()[0]))
+    assert cell.startswith("passed: 77 passed, 6 skipped (quick, algorithm reference only, 1 skip pattern(s), ")
+    assert _conformance_cell(None) == "never run"
+
+
+def test_backends_table_keeps_each_devices_run_beside_it():
+    from clconv.cli.backends import table_rows
+
+    rec = {"passed": False, "level": "quick", "when": "2026-01-02T03:04:05", "summary": {"passed": 3, "failed": 1}}
+    data = {"backends": [{"name": "b", "version": "1", "plugin": "p", "origin": "o", "devices": ["b:0", "b:1"],
+                          "conformance": {"b:0": None, "b:1": rec}, "algorithms": [{"id": "a1"}, {"id": "a2"}]}]}
+    assert table_rows(data) == [
+        ("b", "1", "p", "o", "b:0", "never run", "a1, a2"),
+        ("", "", "", "", "b:1", "FAILED: 3 passed, 1 failed (quick, 2026-01-02)", ""),
+    ]
+
+
 def test_cli_fails_with_failing_cases_listed(host):
     name = register(host, "unwritten")
     r = CliRunner().invoke(cli, ["conformance", "--backend", name])
@@ -166,9 +269,31 @@ def test_cli_fails_with_failing_cases_listed(host):
     assert rec and rec["passed"] is False
 
 
+def test_junit_xml_is_valid_whatever_the_backend_raised(host, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    name = register(host, "wrong-error-type")  # its error text holds terminal colour codes
+    r = CliRunner().invoke(cli, ["conformance", "--backend", name, "--junit-xml", str(tmp_path / "r.xml")])
+    assert r.exit_code == 1
+    suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    failures = [tc.find("failure") for tc in suite.iter("testcase") if tc.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failures) > 0
+    assert "float16 not implemented \\x1b[31m" in failures[0].text
+
+
 def test_cli_unknown_backend_is_a_clear_error(host):
     r = CliRunner().invoke(cli, ["conformance", "--backend", "nosuch"])
     assert r.exit_code != 0 and "backend='nosuch' is not registered" in r.output
+
+
+def test_pytest_plugin_unknown_backend_is_a_usage_error(tmp_path):
+    cmd = [sys.executable, "-m", "pytest", "-p", "clconv.conformance", "--clconv-backend", "nosuch", "-q",
+           "-p", "no:cacheprovider", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, CLCONV_CACHE_DIR=str(tmp_path / "cache")),
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-3000:]  # pytest's usage error
+    assert "ERROR: clconv conformance: backend='nosuch' is not registered" in out and "INTERNALERROR" not in out
 
 
 def _plugin_env(tmp_path):
@@ -187,13 +312,18 @@ def _plugin_env(tmp_path):
     return env
 
 
-@pytest.mark.parametrize("backend,ok", [("numpy", True), ("broken-padding-side", False)])
-def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok):
+@pytest.mark.parametrize("backend,ok,extra", [
+    ("numpy", True, []),
+    ("broken-padding-side", False, []),
+    # pytest-xdist: the cases run in workers, the pass table is printed by the controller
+    ("broken-padding-side", False, ["-n", "2"]),
+])
+def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok, extra):
     project = tmp_path / "proj"
     project.mkdir()
     (project / "test_own.py").write_text("def test_plugin_own_test():\n    assert True\n")
     cmd = [sys.executable, "-m", "pytest", "-p", "clconv.conformance", "--clconv-backend", backend, "-q",
-           "-p", "no:cacheprovider", str(project)]
+           "-p", "no:cacheprovider", *extra, str(project)]
     proc = subprocess.run(cmd, cwd=project, env=_plugin_env(tmp_path), capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert "clconv conformance: per-feature results" in out, out[-3000:]
@@ -203,3 +333,5 @@ def test_pytest_plugin_runs_the_suite(tmp_path, backend, ok):
     else:
         assert proc.returncode == 1
         assert "broken-padding-side:0/broken/c2d-asym-float32: normwise relative error" in out
+        row = next(line.split() for line in out.splitlines() if line.startswith("padding-asymmetric "))
+        assert int(row[2]) > 0  # the failures are counted in the table
