@@ -143,6 +143,8 @@ def render_table(report: Report) -> None:
     console.print(table)
     s = report.summary
     verdict = "PASSED" if report.passed else "FAILED"
+    if not s["passed"] and not s["failed"] + s["xpassed"]:
+        verdict += " (no case passed: nothing was tested)"
     console.print(
         f"[bold]{verdict}[/bold]: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
         f"{s['xfailed']} xfailed, {s['xpassed']} xpassed in {report.duration_s:.1f}s"

@@ -721,8 +721,11 @@ def summarize(results: Iterable[CaseResult]) -> dict[str, int]:
 
 
 def is_failure(summary: dict[str, int]) -> bool:
-    """Failures and unexpected passes (an xfail that passed should be removed from the list) fail a run."""
-    return summary["failed"] > 0 or summary["xpassed"] > 0
+    """Failures and unexpected passes (an xfail that passed should be removed from the list) fail a
+    run, and so does a run in which no case passed (an unusable device, a backend that declines
+    everything, a skip list that matches every case): it proved nothing, and must not be recorded
+    or read as a pass."""
+    return summary["failed"] > 0 or summary["xpassed"] > 0 or summary["passed"] == 0
 
 
 __all__ = [

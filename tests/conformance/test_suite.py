@@ -58,6 +58,22 @@ def test_correct_fake_backend_passes(host):
     assert run_suite(name, record=False).passed
 
 
+def test_a_run_in_which_nothing_passed_is_not_a_pass(host, tmp_path):
+    """Every case skipped (here by a skip list matching everything) proves nothing: the report,
+    the CLI's exit status and the record that ``clconv backends`` shows say it did not pass."""
+    from click.testing import CliRunner
+
+    from clconv.cli import cli
+
+    report = run_suite("numpy", algorithm="reference", skip={"*": "all"}, record=False)
+    assert report.summary["passed"] == 0 and report.summary["failed"] == 0 and report.summary["skipped"] > 0
+    assert not report.passed
+    (tmp_path / "skip.txt").write_text("*  # everything\n")
+    r = CliRunner().invoke(cli, ["conformance", "--backend", "numpy", "--algorithm", "reference",
+                                 "--skip", str(tmp_path / "skip.txt")])
+    assert r.exit_code == 1 and "no case passed" in r.output, r.output
+
+
 def test_wrong_padding_side_fails_on_asymmetric_cases(host):
     report = run_suite(register(host, "padding-side"), record=False)
     f = failed(report)
