@@ -602,3 +602,24 @@ def test_fast_path_argument_setter_without_pyopencl_internals(cl_device, monkeyp
     for i in range(3):
         np.testing.assert_allclose(p(x + i, w), reference(p.spec, x + i, w, None), rtol=1e-4, atol=1e-4)
     assert "_fast" in p.kernel.__dict__ and len(calls) == 2  # the two calls after the first
+
+
+@pytest.mark.parametrize("stride", [2**31, (1, 2**40)])
+def test_parameters_past_32_bit_indexing_are_declined(cl_device, stride):
+    """Kernels index with 32-bit ints: a stride (or padding) of 2**31 is declined with a
+    reason by every OpenCL algorithm ('size' for the general direct kernel), so an unpinned call goes to another backend without
+    a failed build or a fallback warning, and gives the right result."""
+    import warnings
+
+    x, w = _xw("float32", xs=(1, 2, 5, 6), ws=(3, 2, 3, 3))
+    params = {"stride": stride, "padding": 1}
+    spec = clconv.ConvSpec.from_arrays("conv", 2, x, w, None, **params)
+    be = clconv.list_backends()["opencl"]
+    for alg in be.algorithms():
+        support = alg.supports(spec, cl_device)
+        assert not support.ok, (alg.id, support)
+        assert alg.id != "direct" or support.kind == "size", support
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", clconv.FallbackWarning)
+        y = clconv.conv2d(x, w, **params)
+    np.testing.assert_allclose(y, reference(spec, x, w, None), rtol=1e-5, atol=1e-5)

@@ -75,7 +75,18 @@ class OpenCLAlgorithm(Algorithm):
              > getattr(device, "max_alloc_bytes", 0) > 0,
              "an array exceeds the device's max allocation size", "memory"),
             (biggest > INT32_MAX, f"an array has {biggest} elements; kernels index with 32-bit ints", "size"),
+            (_largest_param(spec) > INT32_MAX,
+             f"a stride, dilation or padding reaches {_largest_param(spec)}; kernels index with 32-bit ints", "size"),
         )
+
+
+def _largest_param(spec: ConvSpec) -> int:
+    """The largest index distance a kernel works out from the spec's parameters (strides,
+    dilations, paddings, dilated kernel spans, padded or stretched input extents)."""
+    spans = [d * (k - 1) + 1 for d, k in zip(spec.dilation, spec.kernel)]
+    extents = [n * s + b + a + sp for n, s, b, a, sp in
+               zip(spec.in_size, spec.stride, spec.pad_before, spec.pad_after, spans)]
+    return max(*spec.stride, *spec.dilation, *spec.pad_before, *spec.pad_after, *spans, *extents)
 
 
 class HostView:
