@@ -21,14 +21,15 @@ LIB = os.environ.get("CLCONV_OCLGRIND_LIB", "/usr/lib/oclgrind/liboclgrind-rt-ic
 ROOT = Path(__file__).resolve().parents[2]
 
 # Small cases that together touch every kernel path: 1D/2D/3D, groups, depthwise, padding
-# modes, dilation, transposed with crop and output_padding; float32 everywhere, plus the
-# other dtypes on three cases (c2d-basic: direct, direct-blocked, im2col, both Winograds, FFT;
-# t2d-dcgan: the transposed forms; c3d-dw: depthwise).
+# modes, dilation, transposed with crop and output_padding; float32 everywhere, and every
+# kernel entry point in the other dtypes it is built for: c2d-basic (direct, direct-blocked,
+# im2col, both Winograds, FFT), t2d-dcgan (the transposed forms), c3d-dw (depthwise),
+# c2d-dil-aniso (Winograd's phases), c2d-1x1 in float64 (im2col's pointwise path).
 SUBSET = (
     "(float32 and (c1d-basic or c1d-reflect or c2d-asym or c2d-groups or c2d-dw-mult or c2d-circular "
     "or c2d-replicate or c2d-dil-aniso or c3d-groups-reflect or c3d-dw or t1d-pad-op or t2d-asym-crop "
     "or t2d-op-dil or t2d-dw or t3d-groups or c2d-1x1)) "
-    "or ((float16 or float64) and (c2d-basic or t2d-dcgan or c3d-dw))"
+    "or ((float16 or float64) and (c2d-basic or t2d-dcgan or c3d-dw or c2d-dil-aniso)) or (float64 and c2d-1x1)"
 )
 
 # What Oclgrind prints for a problem it finds in a kernel: each report names the kernel and
