@@ -45,6 +45,12 @@ ERROR_PATTERNS = re.compile(
 API_REPORT = re.compile(r"Oclgrind - OpenCL runtime error detected\s*\n\s*Function: (\w+)")
 BENIGN_API = {"clGetDeviceInfo"}
 
+# Kernels not run in some dtype: gemm_pointwise_t and transpose_weight are not built for
+# float16; to_acc (a float copy of a float16 weight) runs for float16 only. calibrate.cl
+# holds clconv's micro-benchmarks, no convolution.
+NOT_RUN = {("gemm_pointwise_t", "16"), ("transpose_weight", "16"), ("to_acc", "32"), ("to_acc", "64")}
+KERNEL_RE = re.compile(r"__kernel\s+void\s+(\w+)")
+
 
 # Oclgrind claims every device type, and clconv takes it for a GPU; the algorithms choose
 # other forms (tiles, staging in local memory, work-group shapes) for CPUs, so the subset
@@ -78,11 +84,13 @@ def test_small_shapes_run_clean_under_oclgrind(tmp_path, kind):
         # more literal translation for the race and bounds checks.
         CLCONV_BUILD_OPTIONS="-cl-opt-disable",
         PYTHONWARNINGS="ignore",
+        CLCONV_KERNEL_LOG=str(tmp_path / "kernels.txt"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
     )
     cmd = [
         # -s: Oclgrind reports on stderr, which pytest would otherwise capture and show
         # only for failing tests
-        sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-x",
+        sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "kernel_log", "-x",
         str(ROOT / "tests" / "device" / "test_opencl_algorithms.py"), "-k", SUBSET,
     ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
@@ -93,3 +101,9 @@ def test_small_shapes_run_clean_under_oclgrind(tmp_path, kind):
     assert proc.returncode == 0, out[-6000:]
     passed = re.search(r"(\d+) passed", out)
     assert passed and int(passed.group(1)) >= 20, "too few cases ran under Oclgrind:\n" + out[-3000:]
+    # every kernel of kernels_cl/ ran, in every dtype it is used in
+    ran = set(tuple(line.split()) for line in (tmp_path / "kernels.txt").read_text().splitlines())
+    kernels = {k for f in (ROOT / "kernels_cl").glob("*.cl") if f.name != "calibrate.cl"
+               for k in KERNEL_RE.findall(f.read_text())}
+    missing = {(k, dt) for k in kernels for dt in ("16", "32", "64")} - NOT_RUN - ran
+    assert not missing, f"kernels the Oclgrind subset never ran: {sorted(missing)}"
