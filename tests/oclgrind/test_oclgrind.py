@@ -105,7 +105,7 @@ def test_small_shapes_run_clean_under_oclgrind(tmp_path, kind):
     passed = re.search(r"(\d+) passed", out)
     assert passed and int(passed.group(1)) >= 20, "too few cases ran under Oclgrind:\n" + out[-3000:]
     # every kernel of kernels_cl/ ran, in every dtype it is used in
-    ran = set(tuple(line.split()) for line in (tmp_path / "kernels.txt").read_text().splitlines())
+    ran = {tuple(line.split()) for line in (tmp_path / "kernels.txt").read_text().splitlines()}
     kernels = {k for f in (ROOT / "kernels_cl").glob("*.cl") if f.name != "calibrate.cl"
                for k in KERNEL_RE.findall(f.read_text())}
     missing = {(k, dt) for k in kernels for dt in ("16", "32", "64")} - NOT_RUN - ran
