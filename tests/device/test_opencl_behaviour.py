@@ -405,6 +405,30 @@ def test_device_out_overlapping_a_device_argument_reads_it_first(cl_device, fn, 
             np.testing.assert_allclose(out.get(), exact, rtol=1e-4, atol=1e-4, err_msg=f"{alg}: {name}")
 
 
+def test_queued_work_is_finished_before_the_process_exits(cl_device):
+    """pyopencl results come back with their kernels still queued. A process that exited with
+    them in flight died with SIGSEGV after its last line on PoCL 3.1 (its thread compiling the
+    kernel at exit, LLVM unloaded under it). clconv waits at exit for every queue it used:
+    here a user's queue is finished after the script's last line."""
+    code = (
+        "import numpy as np, pyopencl as cl, pyopencl.array as ca, clconv\n"
+        f"dev = next(d for d in clconv.list_devices() if d.id == {cl_device.id!r})\n"
+        "q = cl.CommandQueue(dev.context)\n"
+        "finish = cl.CommandQueue.finish\n"
+        "def spy(self):\n"
+        "    if self.int_ptr == q.int_ptr:\n"
+        "        print('finished', flush=True)\n"
+        "    return finish(self)\n"
+        "cl.CommandQueue.finish = spy\n"
+        "x = ca.to_device(q, np.ones((1, 2, 6, 6), np.float32))\n"
+        "y = clconv.conv2d(x, np.ones((3, 2, 3, 3), np.float32), device=dev.id, algorithm='direct')\n"
+        "print('last-line', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["last-line", "finished"], out.stdout
+
+
 def test_in_place_path_returns_aligned_results_that_chain_without_copies(cl_device):
     if not cl_device.zero_copy_align:
         pytest.skip(f"{cl_device.id} does not share host memory")

@@ -263,6 +263,7 @@ class OpenCLKernel(Kernel):
             queue = input.queue
             if queue is None:
                 raise ConvValueError("input is a pyopencl array without a queue: create it with a queue")
+            runtime.note_queue(queue)
         else:
             queue = self.device.queue
         if spec.batch == 0:
