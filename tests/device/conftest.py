@@ -3,7 +3,10 @@
 ``CLCONV_TEST_DEVICES=opencl:0:0,pthread`` narrows them to the devices whose id
 equals, or whose name contains, one of the comma-separated words.
 ``CLCONV_REQUIRE_DEVICE=1`` (CI sets it) makes "no usable OpenCL device" a failure
-instead of a skip.
+instead of a skip. ``CLCONV_TEST_DEVICE_KIND=cpu`` (or ``gpu``) makes clconv take the devices
+under test for that kind, so that the algorithms run the forms they choose for it (the
+Oclgrind test runs its subset both ways: Oclgrind claims every device type, and clconv takes
+it for a GPU).
 
 PoCL's basic device (``runs_on_caller_thread``) compiles the same kernels with the same
 compiler as the pthread device of its platform; it differs in how it runs work-groups (one
@@ -30,6 +33,7 @@ from clconv.backends.opencl import runtime
 
 ENV_DEVICES = "CLCONV_TEST_DEVICES"
 ENV_REQUIRE = "CLCONV_REQUIRE_DEVICE"
+ENV_KIND = "CLCONV_TEST_DEVICE_KIND"
 
 
 def selected_devices() -> list[runtime.OpenCLDevice]:
@@ -89,6 +93,11 @@ def cl_device(cl_device_id):
     import clconv
 
     dev = next(d for d in clconv.list_devices() if d.id == cl_device_id)
+    kind = os.environ.get(ENV_KIND, "").strip()
+    if kind:
+        if kind not in ("cpu", "gpu"):
+            pytest.fail(f"{ENV_KIND}={kind!r} is not accepted: give cpu or gpu")
+        dev.kind = kind
     problem = dev.problem()
     if problem:
         if os.environ.get(ENV_REQUIRE) == "1" and not any(not d.problem() for d in _DEVICES):

@@ -370,6 +370,65 @@ def test_out_overlapping_the_input_reads_the_input_first(cl_device, host_path):
         np.testing.assert_allclose(buf, exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fn,xs,ws,params", [
+    ("conv2d", (2, 4, 8, 8), (4, 4, 3, 3), {"padding": 1}),
+    ("conv2d", (2, 4, 8, 8), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
+    ("conv2d", (2, 4, 8, 8), (4, 4, 1, 1), {}),
+    ("conv_transpose2d", (2, 4, 8, 8), (4, 4, 3, 3), {"padding": 1}),
+])
+def test_device_out_overlapping_a_device_argument_reads_it_first(cl_device, fn, xs, ws, params):
+    """A pyopencl out= that is the pyopencl input, or overlaps the input or the weight in one
+    buffer: the result is of the original arguments, written into out on the device (kernels
+    that read the input while writing out used to return garbage)."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    spec = clconv.plan(fn, x, w, device=cl_device.id, **params).spec
+    exact = reference(spec, x, w, None)
+    q = cl_device.queue
+    n, nw = x.size, w.size
+
+    def layouts():
+        xd = cl_array.to_device(q, x)
+        yield "out is the input", xd, w, xd
+        big = cl_array.to_device(q, np.concatenate([x.ravel(), np.zeros(7, np.float32)]))
+        yield "out starts inside the input", big[:n].reshape(xs), w, big[7:].reshape(xs)
+        big = cl_array.to_device(q, np.concatenate([w.ravel(), x.ravel(), np.zeros(n, np.float32)]))
+        yield ("out overlaps the weight", big[nw:nw + n].reshape(xs), big[:nw].reshape(ws),
+               big[nw - 3:nw - 3 + n].reshape(xs))
+
+    for alg in _algorithms(cl_device, spec):
+        kernel = clconv.plan(fn, x, w, device=cl_device.id, algorithm=alg, **params).kernel
+        for name, xin, win, out in layouts():
+            got = kernel(xin, win, None, out=out)
+            assert got is out, (alg, name)
+            np.testing.assert_allclose(out.get(), exact, rtol=1e-4, atol=1e-4, err_msg=f"{alg}: {name}")
+
+
+def test_queued_work_is_finished_before_the_process_exits(cl_device):
+    """pyopencl results come back with their kernels still queued. A process that exited with
+    them in flight died with SIGSEGV after its last line on PoCL 3.1 (its thread compiling the
+    kernel at exit, LLVM unloaded under it). clconv waits at exit for every queue it used:
+    here a user's queue is finished after the script's last line."""
+    code = (
+        "import numpy as np, pyopencl as cl, pyopencl.array as ca, clconv\n"
+        f"dev = next(d for d in clconv.list_devices() if d.id == {cl_device.id!r})\n"
+        "q = cl.CommandQueue(dev.context)\n"
+        "finish = cl.CommandQueue.finish\n"
+        "def spy(self):\n"
+        "    if self.int_ptr == q.int_ptr:\n"
+        "        print('finished', flush=True)\n"
+        "    return finish(self)\n"
+        "cl.CommandQueue.finish = spy\n"
+        "x = ca.to_device(q, np.ones((1, 2, 6, 6), np.float32))\n"
+        "y = clconv.conv2d(x, np.ones((3, 2, 3, 3), np.float32), device=dev.id, algorithm='direct')\n"
+        "print('last-line', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["last-line", "finished"], out.stdout
+
+
 def test_in_place_path_returns_aligned_results_that_chain_without_copies(cl_device):
     if not cl_device.zero_copy_align:
         pytest.skip(f"{cl_device.id} does not share host memory")

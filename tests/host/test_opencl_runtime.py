@@ -38,6 +38,39 @@ def test_build_key_covers_source_options_device_and_version(monkeypatch):
     assert runtime.build_key("src", ["-DA=1"], d) != base
 
 
+def test_build_key_follows_included_headers_and_build_options(monkeypatch, tmp_path):
+    """build_program's cache key changes with a header the kernel includes and with
+    CLCONV_BUILD_OPTIONS (no build: the cache lookups are stubbed)."""
+    for f in ("direct.cl", "common.h"):
+        (tmp_path / f).write_text((runtime.kernels_dir() / f).read_text())
+    monkeypatch.setattr(runtime, "kernels_dir", lambda: tmp_path)
+    keys = []
+    monkeypatch.setattr(runtime, "_load_binary", lambda ctx, dev, key, opts: keys.append((key, tuple(opts))) or object())
+
+    class Ctx:
+        int_ptr = 1
+
+    def key():
+        runtime.load_source.cache_clear()
+        runtime.clear_memory_cache()
+        runtime.build_program(fake_device(), "direct.cl", {"CLCONV_DTYPE": 32}, context=Ctx())
+        return keys[-1]
+
+    try:
+        monkeypatch.delenv("CLCONV_BUILD_OPTIONS", raising=False)
+        base = key()
+        assert key() == base
+        (tmp_path / "common.h").write_text((tmp_path / "common.h").read_text() + "\n/* changed */\n")
+        header = key()
+        assert header[0] != base[0]
+        monkeypatch.setenv("CLCONV_BUILD_OPTIONS", "-cl-opt-disable")
+        opts = key()
+        assert opts[0] != header[0] and "-cl-opt-disable" in opts[1]
+    finally:
+        runtime.load_source.cache_clear()
+        runtime.clear_memory_cache()
+
+
 def test_status_codes_by_name():
     assert runtime.status_name(-5) == "CL_OUT_OF_RESOURCES"
     assert runtime.status_name(-11) == "CL_BUILD_PROGRAM_FAILURE"

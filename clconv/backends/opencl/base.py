@@ -172,6 +172,14 @@ def _device_array(name: str, arr: Any, ctx: Any, queue: Any, dtype: str) -> Any:
     return cl_array.to_device(queue, host)
 
 
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two C-contiguous pyopencl arrays share bytes of one buffer (kernels that read
+    one while writing the other would read what they wrote)."""
+    if not is_device_array(b) or a.base_data.int_ptr != b.base_data.int_ptr:
+        return False
+    return a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes
+
+
 class WorkspacePool:
     """One growing workspace buffer per queue, shared by every kernel of one algorithm instance.
 
@@ -266,6 +274,7 @@ class OpenCLKernel(Kernel):
             queue = input.queue
             if queue is None:
                 raise ConvValueError("input is a pyopencl array without a queue: create it with a queue")
+            runtime.note_queue(queue)
         else:
             queue = self.device.queue
         if spec.batch == 0:
@@ -298,8 +307,11 @@ class OpenCLKernel(Kernel):
         x = device("input", input)
         w = device("weight", weight)
         b = device("bias", bias) if bias is not None else None
+        into = None  # a pyopencl out that overlaps an argument: the result goes there at the end
         if out is not None and is_device_array(out):
             y = _device_array("out", out, ctx, queue, spec.dtype)
+            if any(_overlap(y, a) for a in (x, w, b)):
+                into, y = y, cl_array.empty(queue, spec.output_shape, np.dtype(spec.dtype))
         elif out is not None:
             # Start from the caller's values, so that an element the kernel fails to
             # write keeps them (the conformance suite poisons `out` to catch that).
@@ -310,6 +322,9 @@ class OpenCLKernel(Kernel):
             y = self._stage(queue, "out", None)
         try:
             self.run(queue, x, w, b, y)
+            if into is not None:  # device to device, on the queue: no host round trip
+                cl.enqueue_copy(queue, into.base_data, y.base_data, byte_count=y.nbytes,
+                                src_offset=y.offset, dst_offset=into.offset)
             if out is not None and is_device_array(out) or (out is None and on_device):
                 return out if out is not None else y
             result = out if out is not None and out.flags.c_contiguous else np.empty(spec.output_shape, spec.dtype)

@@ -23,6 +23,7 @@ paths (with spaces, or different per machine) never reach a driver.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -115,6 +116,35 @@ def load_source(name: str) -> str:
     return expand(name)
 
 
+# ------------------------------------------------------------------ queues
+#: Every queue clconv enqueued work on (its devices' own, and those of pyopencl inputs), by
+#: handle; kept (like WorkspacePool's) so that :func:`finish_queues` can wait for them.
+_used_queues: dict[int, Any] = {}
+
+
+def note_queue(queue: Any) -> None:
+    """Remember a queue clconv enqueues work on (waited for at exit: :func:`finish_queues`)."""
+    if queue.int_ptr not in _used_queues:
+        _used_queues[queue.int_ptr] = queue
+
+
+@atexit.register
+def finish_queues() -> None:
+    """Wait for the work clconv enqueued before the process exits.
+
+    pyopencl results are returned while their kernels are still queued. PoCL (3.1) compiles
+    a kernel's work-group function on its own thread when the command first runs; a process
+    that exits with such a command in flight unloads LLVM under that thread and dies with
+    SIGSEGV after its last line (seen with cold caches in most runs of a script that never
+    read its results back). Registered after pyopencl's own exit handlers, so it runs first.
+    """
+    for queue in list(_used_queues.values()):
+        try:
+            queue.finish()
+        except Exception:  # a broken queue at exit: nothing left to do for it
+            pass
+
+
 # ------------------------------------------------------------------ devices
 @dataclass(eq=False)
 class OpenCLDevice(Device):
@@ -148,6 +178,7 @@ class OpenCLDevice(Device):
         with self._lock:
             if self._queue is None:
                 self._queue = cl.CommandQueue(ctx, self.cl_device)
+                note_queue(self._queue)
             return self._queue
 
     def owns(self, array: Any) -> bool:
