@@ -19,8 +19,10 @@ The same holds for a *twin*: the same device exposed again by another installed 
 the same OpenCL implementation (pip's PoCL 3.0 next to Debian's PoCL 3.1 on one CPU, which CI
 installs because pip's cannot build for some CPUs). The first usable one in enumeration order
 gets the whole grid; each later twin gets ``SIBLING_MODULES``, which still run every
-algorithm's conformance cases through that platform's compiler. Testing the whole grid on
-every copy doubled CI's time (53 minutes on a 2-core machine where both PoCLs work).
+algorithm's conformance cases through that platform's compiler, and a twin's basic device
+gets nothing (see :func:`role`). Testing the whole grid on every copy doubled CI's time (53
+minutes on a 2-core machine where both PoCLs work; 28 with siblings running the whole
+conformance suite, most of it kernel builds).
 """
 
 from __future__ import annotations
@@ -55,17 +57,14 @@ def _twin_key(device: runtime.OpenCLDevice) -> tuple:
     return (device.kind, device.vendor, device.compute_units, x.get("platform"), x.get("runs_on_caller_thread"))
 
 
-def _sibling(device: runtime.OpenCLDevice) -> bool:
-    """A device that gets only SIBLING_MODULES (unless the environment variable names
-    devices): a PoCL basic device whose platform has another device under test, or a later
-    twin of a usable device on another platform of the same implementation."""
-    if os.environ.get(ENV_DEVICES, "").strip():
-        return False
+def _is_basic_sibling(device: runtime.OpenCLDevice) -> bool:
     platform = device.id.rsplit(":", 1)[0]
-    if device.extra.get("runs_on_caller_thread") and any(
+    return bool(device.extra.get("runs_on_caller_thread")) and any(
         d is not device and d.id.rsplit(":", 1)[0] == platform for d in _DEVICES
-    ):
-        return True
+    )
+
+
+def _is_twin(device: runtime.OpenCLDevice) -> bool:
     for d in _DEVICES:
         if d is device:
             return False
@@ -74,10 +73,43 @@ def _sibling(device: runtime.OpenCLDevice) -> bool:
     return False
 
 
+def role(device: runtime.OpenCLDevice) -> str:
+    """What a device under test gets (all of it when the environment variable names devices):
+
+    - ``"full"``: every device test;
+    - ``"sibling"``: ``SIBLING_MODULES`` only, with the conformance suite at float32 and without
+      its random specs (a PoCL basic device next to its pthread device: same compiler, other
+      work-group scheduling; or a twin: same device, other compiler version), because the
+      float16/float64 code paths and the random geometries are compiler-side and run in full on
+      the first device; each distinct geometry or dtype is a kernel build of seconds;
+    - ``"none"``: a twin's basic device, whose compiler (its twin's) and driver (the first
+      platform's basic device) both run as siblings already.
+    """
+    if os.environ.get(ENV_DEVICES, "").strip():
+        return "full"
+    basic, twin = _is_basic_sibling(device), _is_twin(device)
+    if basic and twin:
+        return "none"
+    return "sibling" if basic or twin else "full"
+
+
+def role_of(device_id: str) -> str:
+    """:func:`role` of the device under test with this id."""
+    return role(next(d for d in _DEVICES if d.id == device_id))
+
+
+#: Skip patterns of the conformance suite on a device of role "sibling" (see :func:`role`).
+SIBLING_CONFORMANCE_SKIP = {
+    "*float16*": "float16 runs on the first device of this compiler and driver",
+    "*float64*": "float64 runs on the first device of this compiler and driver",
+    "*/random": "random specs run on the first device of this compiler and driver",
+}
+
+
 def pytest_generate_tests(metafunc):
     if "cl_device" in metafunc.fixturenames:
         module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        ids = [d.id for d in _DEVICES if module in SIBLING_MODULES or not _sibling(d)]
+        ids = [d.id for d in _DEVICES if role(d) == "full" or (role(d) == "sibling" and module in SIBLING_MODULES)]
         metafunc.parametrize("cl_device_id", ids or ["no-opencl-device"], scope="session")
 
 
