@@ -337,6 +337,30 @@ def test_same_bits_twice(cl_device, op, xs, ws, params, monkeypatch):
     assert first.tobytes() == second.tobytes() == third.tobytes()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "xs,ws,params",
+    [
+        ((3, 6, 9, 10), (8, 3, 3, 3), {"padding": 1, "stride": (2, 1), "groups": 2}),
+        ((2, 4, 5, 7, 6), (6, 4, 2, 3, 3), {"padding": (1, 0, 2), "padding_mode": "reflect"}),
+        ((2, 3, 70), (5, 3, 4), {"padding": ((2, 1),), "dilation": 3}),
+    ],
+)
+def test_panel_and_row_layouts_agree(cl_device, dtype, xs, ws, params, monkeypatch):
+    """The conv workspace in K x TN panels (the default) and in rows (CLCONV_IM2COL_PANELS=0)
+    hold the same columns: the same bits out, over chunks that split images and panels, and
+    both match the reference."""
+    monkeypatch.setattr(im2col, "WORKSPACE_BUDGET", 4096)  # several chunks, partial panels
+    spec = _spec("conv", xs, ws, dtype, **params)
+    assert len(list(im2col.chunk_plan(spec, cl_device).chunks())) > 1
+    assert im2col._panel_layout(spec, False)
+    panels = _check(spec, cl_device)
+    monkeypatch.setenv("CLCONV_IM2COL_PANELS", "0")
+    assert not im2col._panel_layout(spec, False)
+    rows = _check(spec, cl_device)
+    assert panels.tobytes() == rows.tobytes()
+
+
 def test_workspace_made_once_per_queue(cl_device):
     """Calls of one kernel, and kernels of other specs on the same queue, reuse one buffer."""
     alg = im2col.Im2col()

@@ -36,6 +36,7 @@ float64 8 x 16 (VW 8, NV 2): ~245/235/245; 6 x 16: ~235/210/235.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -329,6 +330,14 @@ def transposed_chunks(spec: ConvSpec, device: Device, tile: Tiling | None = None
     return make(1, channels)
 
 
+def _panel_layout(spec: ConvSpec, b_direct: bool) -> bool:
+    """Whether a conv's column workspace is stored in K x TN panels (``B_PANEL``, im2col.cl).
+
+    Always for conv (not transposed, whose workspace gemm_cols and col2im read by rows), unless
+    ``CLCONV_IM2COL_PANELS=0`` (kept for measuring the row layout against it)."""
+    return not b_direct and not spec.transposed and os.environ.get("CLCONV_IM2COL_PANELS", "1") != "0"
+
+
 def reads_input_directly(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> bool:
     """Pointwise conv whose per-image column count is a multiple of the tile width: the GEMM
     reads x itself as B (no im2col, no workspace), provided x's offset keeps vectors aligned."""
@@ -388,6 +397,7 @@ class Im2colKernel(OpenCLKernel):
                 "HAS_BIAS": int(b is not None),
                 "A_TRANS": int(s.transposed),
                 "B_DIRECT": int(b_direct),
+                "B_PANEL": int(_panel_layout(s, b_direct)),
                 "COL2IM_SEG": _COL2IM_SEG,
                 **tile.defines(),
             },
@@ -497,6 +507,7 @@ class Im2colKernel(OpenCLKernel):
         out_pos = math.prod(s.out_size)
         cols_off = plan.w_elems
         y_buf, y_off = self.buf(y)
+        panel = _panel_layout(s, False)
         for q0, p in plan.chunks():
             ldb = round_up(p, tile.tn)
             self._im2col(
@@ -527,8 +538,9 @@ class Im2colKernel(OpenCLKernel):
                 i32(cog * cig * taps),
                 ws,
                 i32(cols_off),
-                i32(ldb),
-                i32(cig * taps * ldb),
+                # panels: the panel stride, a group's rows within one; else rows and groups
+                i32(s.in_channels * taps * tile.tn if panel else ldb),
+                i32(cig * taps * (tile.tn if panel else ldb)),
                 i32(0),
                 i32(cog),
                 i32(p),
