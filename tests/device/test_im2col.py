@@ -347,16 +347,16 @@ def test_same_bits_twice(cl_device, op, xs, ws, params, monkeypatch):
     ],
 )
 def test_panel_and_row_layouts_agree(cl_device, dtype, xs, ws, params, monkeypatch):
-    """The conv workspace in K x TN panels (the default) and in rows (CLCONV_IM2COL_PANELS=0)
-    hold the same columns: the same bits out, over chunks that split images and panels, and
+    """The conv workspace in K x TN panels (the default on CPUs) and in rows
+    (CLCONV_IM2COL_PANELS=0) hold the same columns: the same bits out, over chunks that split images and panels, and
     both match the reference."""
     monkeypatch.setattr(im2col, "WORKSPACE_BUDGET", 4096)  # several chunks, partial panels
     spec = _spec("conv", xs, ws, dtype, **params)
     assert len(list(im2col.chunk_plan(spec, cl_device).chunks())) > 1
-    assert im2col._panel_layout(spec, False)
+    assert im2col._panel_layout(spec, cl_device, False) == (cl_device.kind == "cpu")
     panels = _check(spec, cl_device)
     monkeypatch.setenv("CLCONV_IM2COL_PANELS", "0")
-    assert not im2col._panel_layout(spec, False)
+    assert not im2col._panel_layout(spec, cl_device, False)
     rows = _check(spec, cl_device)
     assert panels.tobytes() == rows.tobytes()
 

@@ -330,12 +330,19 @@ def transposed_chunks(spec: ConvSpec, device: Device, tile: Tiling | None = None
     return make(1, channels)
 
 
-def _panel_layout(spec: ConvSpec, b_direct: bool) -> bool:
+def _panel_layout(spec: ConvSpec, device: Device, b_direct: bool) -> bool:
     """Whether a conv's column workspace is stored in K x TN panels (``B_PANEL``, im2col.cl).
 
-    Always for conv (not transposed, whose workspace gemm_cols and col2im read by rows), unless
-    ``CLCONV_IM2COL_PANELS=0`` (kept for measuring the row layout against it)."""
-    return not b_direct and not spec.transposed and os.environ.get("CLCONV_IM2COL_PANELS", "1") != "0"
+    On CPU devices, for conv (not transposed: gemm_cols and col2im read that workspace by
+    rows), unless ``CLCONV_IM2COL_PANELS=0`` (kept for measuring the row layout against it).
+    GPUs keep rows: there neighbouring work-items read neighbouring tiles of one row (coalesced),
+    which panels would put a panel apart; panels are measured on CPUs only."""
+    return (
+        not b_direct
+        and not spec.transposed
+        and device.kind == "cpu"
+        and os.environ.get("CLCONV_IM2COL_PANELS", "1") != "0"
+    )
 
 
 def reads_input_directly(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> bool:
@@ -397,7 +404,7 @@ class Im2colKernel(OpenCLKernel):
                 "HAS_BIAS": int(b is not None),
                 "A_TRANS": int(s.transposed),
                 "B_DIRECT": int(b_direct),
-                "B_PANEL": int(_panel_layout(s, b_direct)),
+                "B_PANEL": int(_panel_layout(s, self.device, b_direct)),
                 "COL2IM_SEG": _COL2IM_SEG,
                 **tile.defines(),
             },
@@ -507,7 +514,7 @@ class Im2colKernel(OpenCLKernel):
         out_pos = math.prod(s.out_size)
         cols_off = plan.w_elems
         y_buf, y_off = self.buf(y)
-        panel = _panel_layout(s, False)
+        panel = _panel_layout(s, self.device, False)
         for q0, p in plan.chunks():
             ldb = round_up(p, tile.tn)
             self._im2col(
