@@ -467,6 +467,36 @@ class ConvSpec:
             and not any(self.pad_before + self.pad_after)
         )
 
+    def output_padding_within_stride(self) -> tuple[list[int], list[int], list[int]]:
+        """(pads_end, output_padding, extra) of a transposed spec, with output_padding < stride.
+
+        clconv (like PyTorch) allows output_padding up to max(stride, dilation) - 1; ONNX
+        Runtime's ConvTranspose refuses output_padding >= stride. Both only add elements at
+        the end of the full result, so such a dim trades output_padding against pads_end
+        (crop less instead of appending), and what remains is ``extra``: zeros to append
+        after the op (before the bias). Used by the vendor plugins."""
+        pads_end, out_pad, extra = list(self.pad_after), list(self.output_padding), [0] * self.ndim
+        for i, s in enumerate(self.stride):
+            if out_pad[i] >= s:
+                take = min(out_pad[i], pads_end[i])
+                out_pad[i] -= take
+                pads_end[i] -= take
+                if out_pad[i] >= s:
+                    extra[i], out_pad[i] = out_pad[i], 0
+        return pads_end, out_pad, extra
+
+    @property
+    def crops_past_result(self) -> bool:
+        """A transposed spec whose crop starts past the end of the full result on some dim.
+
+        Every output element then lies where no input element lands, so each is the bias (or
+        zero), and the op that :meth:`output_padding_within_stride` leaves would have a size
+        <= 0. Used by the vendor plugins."""
+        return self.transposed and any(
+            before >= (n - 1) * s + d * (k - 1) + 1
+            for n, k, s, d, before in zip(self.in_size, self.kernel, self.stride, self.dilation, self.pad_before)
+        )
+
     @property
     def macs(self) -> int:
         """Multiply-accumulates of the direct algorithm (padding included)."""

@@ -687,3 +687,43 @@ def test_im2col_chunked_over_the_batch(op: str, chunk_images: int, monkeypatch) 
     dispatch.clear_plans()
     out = fn_for(op, 2)(x, w, b, **params, algorithm="im2col", backend="numpy")
     check_against_oracle(out, exact, "float64", "im2col")
+
+
+# ------------------------------------------- ConvSpec's rewrites for the vendor plugins
+@pytest.mark.parametrize("stride,dilation,padding,output_padding", [
+    (1, 3, (0, 1), 2),   # output_padding >= stride: all of pads_end taken, one element left over
+    (2, 4, (1, 3), 3),   # the whole output_padding folded into pads_end
+    (2, 1, (1, 1), 1),   # output_padding < stride: unchanged
+    (1, 2, (0, 0), 1),   # no pads_end to trade: all appended
+])
+def test_output_padding_within_stride(stride, dilation, padding, output_padding) -> None:
+    """The rewritten crop (pads_end', output_padding' < stride, then ``extra`` zeros appended)
+    gives the reference's result of the original spec, bias added after the zeros."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6))
+    w = rng.standard_normal((3, 2, 3))
+    b = rng.standard_normal(2)
+    spec = clconv.ConvSpec.from_arrays("conv_transpose", 1, x, w, b, stride=stride, padding=(padding,),
+                                       dilation=dilation, output_padding=output_padding)
+    pads_end, out_pad, extra = spec.output_padding_within_stride()
+    assert out_pad[0] < stride
+    want = clconv.conv_transpose1d(x, w, b, stride, (padding,), output_padding, 1, dilation, backend="numpy")
+    got = clconv.conv_transpose1d(x, w, None, stride, ((padding[0], pads_end[0]),), out_pad[0], 1, dilation,
+                                  backend="numpy")
+    got = np.pad(got, ((0, 0), (0, 0), (0, extra[0]))) + b[:, None]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_crops_past_result() -> None:
+    """A crop that starts past the full result ((2-1)*2 + 3*(2-1) + 1 = 6 long here; output_padding
+    appends a 7th element) leaves only the bias."""
+    x, w, b = np.ones((1, 2, 2)), np.ones((2, 1, 2)), np.array([0.5])
+    spec = clconv.ConvSpec.from_arrays("conv_transpose", 1, x, w, b, stride=2, padding=((6, 0),),
+                                       output_padding=1, dilation=3)
+    assert spec.crops_past_result
+    assert (clconv.conv_transpose1d(x, w, b, 2, ((6, 0),), 1, 1, 3, backend="numpy") == 0.5).all()
+    for padding in (((5, 0),), ((0, 0),)):  # starts inside the full result
+        inside = clconv.ConvSpec.from_arrays("conv_transpose", 1, x, w, b, stride=2, padding=padding,
+                                             output_padding=1, dilation=3)
+        assert not inside.crops_past_result
+    assert not clconv.ConvSpec.from_arrays("conv", 1, x, np.ones((1, 2, 2)), None).crops_past_result

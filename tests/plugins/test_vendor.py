@@ -166,7 +166,7 @@ def test_every_padding_mode(vendor, mode, ndim):
 @pytest.mark.parametrize("bias", [False, True])
 def test_transposed_output_padding_and_asymmetric_crop(vendor, padding, bias):
     # output_padding 2 >= stride 1 (allowed since dilation 3 > stride): ONNX Runtime's
-    # ConvTranspose refuses it, so the plugin rewrites it (model.transposed_crop)
+    # ConvTranspose refuses it, so the plugin rewrites it (ConvSpec.output_padding_within_stride)
     _, _, backend = vendor
     alg, dev = backend.algorithms()[0], _cpu(backend)
     for stride, dilation, op in ((1, 3, 2), (2, 1, 1), ((1, 2), (3, 1), (2, 1))):

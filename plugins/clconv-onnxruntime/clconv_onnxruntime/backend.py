@@ -36,7 +36,7 @@ from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
 from ._version import __version__
-from .model import build_model, only_bias, sample_arrays, tiny_spec
+from .model import build_model, sample_arrays, tiny_spec
 
 #: Providers that are not devices.
 SKIP_PROVIDERS = ("AzureExecutionProvider",)
@@ -178,7 +178,8 @@ class SessionKernel(Kernel):
 
 class _EmptyKernel(Kernel):
     """No input element reaches the output: N = 0, or a transposed crop past the data
-    (``model.only_bias``). The output is the bias (or zeros); no session is created or run."""
+    (``ConvSpec.crops_past_result``). The output is the bias (or zeros); no session is
+    created or run."""
 
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
         y = out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)
@@ -249,7 +250,7 @@ class GraphAlgorithm(Algorithm):
         if not support:
             raise UnsupportedError(f"onnxruntime/{self.id} cannot run {spec.describe()} on {device.id}: {support.reason}")
         assert isinstance(device, OrtDevice)
-        if spec.batch == 0 or only_bias(spec):
+        if spec.batch == 0 or spec.crops_past_result:
             return _EmptyKernel(spec, device, self)
         return SessionKernel(spec, device, self, self.session(spec, device))
 

@@ -12,8 +12,9 @@ Semantics map one to one:
   ``output_padding`` extra elements at the end: exactly ConvSpec's crop semantics,
   asymmetric crops included.
   ONNX Runtime refuses output_padding >= stride (clconv allows it when dilation > stride):
-  see :func:`transposed_crop`. A crop that starts past the end of the full result leaves
-  nothing for a ConvTranspose to compute (:func:`only_bias`): no model is built for it.
+  see :meth:`ConvSpec.output_padding_within_stride`. A crop that starts past the end of the
+  full result leaves nothing for a ConvTranspose to compute
+  (:attr:`ConvSpec.crops_past_result`): no model is built for it.
 - padding_mode reflect / replicate / circular: a Pad node (mode ``reflect`` / ``edge`` /
   ``wrap``) in front of an unpadded Conv. ``wrap`` needs opset 19.
 """
@@ -35,38 +36,6 @@ ELEM_TYPE = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "floa
 PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def transposed_crop(spec: ConvSpec) -> tuple[list[int], list[int], list[int]]:
-    """(pads_end, output_padding, extra) for ConvTranspose, within ONNX Runtime's rules.
-
-    ONNX Runtime's ConvTranspose refuses output_padding >= stride, which clconv (like
-    PyTorch) allows when the dilation is larger than the stride. Both only add elements
-    at the end of the full result, so such a dim trades output_padding against
-    pads_end (crop less instead of appending), and what remains is ``extra``: zeros
-    appended by a Pad node after the ConvTranspose (with the bias added after it).
-    """
-    pads_end, out_pad, extra = list(spec.pad_after), list(spec.output_padding), [0] * spec.ndim
-    for i, s in enumerate(spec.stride):
-        if out_pad[i] >= s:
-            take = min(out_pad[i], pads_end[i])
-            out_pad[i] -= take
-            pads_end[i] -= take
-            if out_pad[i] >= s:
-                extra[i], out_pad[i] = out_pad[i], 0
-    return pads_end, out_pad, extra
-
-
-def only_bias(spec: ConvSpec) -> bool:
-    """A transposed spec whose crop starts past the end of the full result on some dim.
-
-    Every output element then lies where no input element lands, so each is the bias
-    (or zero); the ConvTranspose that :func:`transposed_crop` leaves would have a size <= 0.
-    """
-    return spec.transposed and any(
-        before >= (n - 1) * s + d * (k - 1) + 1
-        for n, k, s, d, before in zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pad_before)
-    )
-
-
 def build_model(spec: ConvSpec) -> bytes:
     """The serialized ONNX model of ``spec`` (checked by onnx.checker)."""
     et = ELEM_TYPE[spec.dtype]
@@ -86,7 +55,7 @@ def build_model(spec: ConvSpec) -> bytes:
                                  dilations=list(spec.dilation), group=spec.groups, pads=pads)
     extra = [0] * spec.ndim
     if spec.transposed:
-        pads_end, attrs["output_padding"], extra = transposed_crop(spec)
+        pads_end, attrs["output_padding"], extra = spec.output_padding_within_stride()
         attrs["pads"] = list(spec.pad_before) + pads_end
     op = "ConvTranspose" if spec.transposed else "Conv"
     if not any(extra):

@@ -36,7 +36,7 @@ from clconv.spec import ConvSpec, is_device_array
 
 from . import _host
 from ._version import __version__
-from .graph import bias_shape, build_model, only_bias, ov_weight_shape
+from .graph import bias_shape, build_model, ov_weight_shape
 
 _KINDS = {"CPU": "cpu", "GPU": "gpu", "NPU": "npu"}
 
@@ -230,7 +230,7 @@ class GraphAlgorithm(Algorithm):
         if not support:
             raise UnsupportedError(f"openvino/{self.id} cannot run {spec.describe()} on {device.id}: {support.reason}")
         assert isinstance(device, OpenVINODevice)
-        compiled = None if spec.batch == 0 or only_bias(spec) else self.compiled_model(spec, device)
+        compiled = None if spec.batch == 0 or spec.crops_past_result else self.compiled_model(spec, device)
         return GraphKernel(spec, device, self, compiled) if compiled is not None else _EmptyKernel(spec, device, self)
 
     def cost(self, spec: ConvSpec, device: Device) -> Cost:
@@ -244,7 +244,7 @@ class GraphAlgorithm(Algorithm):
 
 class _EmptyKernel(Kernel):
     """No input element reaches the output: N = 0, or a transposed crop past the data
-    (``graph.only_bias``). The output is the bias (or zeros); nothing is compiled or run."""
+    (``ConvSpec.crops_past_result``). The output is the bias (or zeros); nothing is compiled or run."""
 
     def compute(self, input: Any, weight: Any, bias: Any, out: Any) -> np.ndarray:
         y = out if out is not None else np.empty(self.spec.output_shape, self.spec.dtype)

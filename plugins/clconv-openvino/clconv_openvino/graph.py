@@ -14,9 +14,10 @@ GroupConvolutionBackpropData, all with explicit ``pads_begin``/``pads_end``,
 one to one (for transposed ops the pads are what is cropped from each end of the
 full result, as in ConvSpec), except where OpenVINO gets it wrong: an
 ``output_padding`` >= stride (possible when dilation > stride) becomes a zero Pad
-after the op (:func:`transposed_crop`), and a crop that starts past the end of the
-full result builds no model at all (:func:`only_bias`). Padding modes other than
-zeros are a Pad op (``reflect``, ``edge``) or, for ``circular``, a Slice + Concat per spatial dim
+after the op (:meth:`ConvSpec.output_padding_within_stride`: with a 1x1 kernel, stride 1
+and output_padding, OpenVINO 2026.4's CPU plugin ignores pads_begin, shifting the result by
+the crop), and a crop that starts past the end of the full result builds no model at all
+(:attr:`ConvSpec.crops_past_result`). Padding modes other than zeros are a Pad op (``reflect``, ``edge``) or, for ``circular``, a Slice + Concat per spatial dim
 (OpenVINO's Pad has no wrap mode), in front of an unpadded convolution.
 """
 
@@ -66,38 +67,6 @@ def _slice(x: ov.Node, start: int, stop: int, axis: int) -> ov.Node:
     return ops.slice(x, start_, stop_, step, axes)
 
 
-def transposed_crop(spec: ConvSpec) -> tuple[list[int], list[int], list[int]]:
-    """(pads_end, output_padding, extra) for ConvolutionBackpropData.
-
-    With a 1x1 kernel, stride 1 and output_padding, OpenVINO 2026.4's CPU plugin ignores
-    pads_begin (the result comes out shifted by the crop). output_padding >= stride only
-    appends elements past the full result, so such a dim trades output_padding against
-    pads_end (crop less instead of appending), and what remains is ``extra``: zeros
-    appended by a Pad op after the op (before the bias is added).
-    """
-    pads_end, out_pad, extra = list(spec.pad_after), list(spec.output_padding), [0] * spec.ndim
-    for i, s in enumerate(spec.stride):
-        if out_pad[i] >= s:
-            take = min(out_pad[i], pads_end[i])
-            out_pad[i] -= take
-            pads_end[i] -= take
-            if out_pad[i] >= s:
-                extra[i], out_pad[i] = out_pad[i], 0
-    return pads_end, out_pad, extra
-
-
-def only_bias(spec: ConvSpec) -> bool:
-    """A transposed spec whose crop starts past the end of the full result on some dim.
-
-    Every output element then lies where no input element lands, so each is the bias
-    (or zero); the op :func:`transposed_crop` leaves would have a size <= 0.
-    """
-    return spec.transposed and any(
-        before >= (n - 1) * s + d * (k - 1) + 1
-        for n, k, s, d, before in zip(spec.in_size, spec.kernel, spec.stride, spec.dilation, spec.pad_before)
-    )
-
-
 def build_model(spec: ConvSpec) -> ov.Model:
     """The single-op model of ``spec`` (see the module docstring for its inputs)."""
     dtype = np.dtype(spec.dtype)
@@ -118,7 +87,7 @@ def build_model(spec: ConvSpec) -> ov.Model:
                   dilations=list(spec.dilation), auto_pad="explicit")
     if spec.transposed:
         op = ops.group_convolution_backprop_data if spec.groups > 1 else ops.convolution_backprop_data
-        common["pads_end"], out_pad, extra = transposed_crop(spec)
+        common["pads_end"], out_pad, extra = spec.output_padding_within_stride()
         y = op(data, w, output_padding=out_pad, **common)
         if any(extra):
             zeros = [0] * (2 + spec.ndim)
