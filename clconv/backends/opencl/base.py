@@ -64,6 +64,7 @@ class OpenCLAlgorithm(Algorithm):
     def common_support(self, spec: ConvSpec, device: Device) -> Support:
         """Checks every OpenCL algorithm shares: device type, capabilities, 32-bit indexing."""
         biggest = max(math.prod(spec.input_shape), math.prod(spec.output_shape), math.prod(spec.weight_shape))
+        reach = _largest_param(spec)
         if not isinstance(device, OpenCLDevice):
             return Support.no("not an OpenCL device")
         broken = device.probe()
@@ -75,8 +76,8 @@ class OpenCLAlgorithm(Algorithm):
              > getattr(device, "max_alloc_bytes", 0) > 0,
              "an array exceeds the device's max allocation size", "memory"),
             (biggest > INT32_MAX, f"an array has {biggest} elements; kernels index with 32-bit ints", "size"),
-            (_largest_param(spec) > INT32_MAX,
-             f"a stride, dilation or padding reaches {_largest_param(spec)}; kernels index with 32-bit ints", "size"),
+            (reach > INT32_MAX,
+             f"a stride, dilation or padding reaches {reach}; kernels index with 32-bit ints", "size"),
         )
 
 
