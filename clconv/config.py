@@ -4,7 +4,8 @@
 setting                environment variable       meaning
 =====================  =========================  ===========================================
 policy                 CLCONV_POLICY              ``auto`` (a tuning-database hit wins, else
-                                                  the cost model), ``heuristic`` (cost model
+                                                  the cost model, with close calls measured:
+                                                  ``close_call``), ``heuristic`` (cost model
                                                   only), ``measure`` (time the candidates on
                                                   first sight of a spec and remember the best)
 strict                 CLCONV_STRICT              ``1``: a candidate that fails at run time
@@ -19,6 +20,11 @@ workspace_limit        CLCONV_WORKSPACE_LIMIT     bytes (suffixes K, M, G allowe
 deterministic          CLCONV_DETERMINISTIC       ``1``: only algorithms that give the same bits
                                                   run after run
 tune_budget            CLCONV_TUNE_BUDGET         seconds the ``measure`` policy may spend per spec
+close_call             CLCONV_CLOSE_CALL          ``auto``: when the best prediction is at least
+                                                  1 ms and others on its device are predicted
+                                                  within this fraction of it (default 0.15),
+                                                  time those few once (default parameters) and
+                                                  remember them; ``0`` turns it off
 =====================  =========================  ===========================================
 
 Every value is validated; a bad one raises a ConvValueError naming the variable.
@@ -51,6 +57,7 @@ class Settings:
     workspace_limit: int | None = None
     deterministic: bool = False
     tune_budget: float = 2.0
+    close_call: float = 0.15
 
     def key(self) -> tuple[Any, ...]:
         """What a memoized plan depends on (worked out once per Settings: every API call asks)."""
@@ -97,6 +104,11 @@ def _validate(s: Settings, source: dict[str, str]) -> Settings:
         raise ConvValueError(f"{name('policy')}={s.policy!r} is not accepted: give one of {', '.join(POLICIES)}")
     if not isinstance(s.tune_budget, (int, float)) or s.tune_budget <= 0:
         raise ConvValueError(f"{name('tune_budget')}={s.tune_budget!r} is not accepted: give seconds > 0")
+    if (not isinstance(s.close_call, (int, float)) or isinstance(s.close_call, bool)
+            or not 0 <= s.close_call <= 10):
+        raise ConvValueError(
+            f"{name('close_call')}={s.close_call!r} is not accepted: give a fraction >= 0 (0 turns it off)"
+        )
     for f in ("backend", "device", "algorithm"):
         v = getattr(s, f)
         if v is not None and (not isinstance(v, str) or not v):
@@ -134,6 +146,13 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
             kw["tune_budget"] = float(v)
         except ValueError:
             raise ConvValueError(f"CLCONV_TUNE_BUDGET={v!r} is not accepted: give seconds > 0") from None
+    if (v := get("close_call", "CLCONV_CLOSE_CALL")) is not None:
+        try:
+            kw["close_call"] = float(v)
+        except ValueError:
+            raise ConvValueError(
+                f"CLCONV_CLOSE_CALL={v!r} is not accepted: give a fraction >= 0 (0 turns it off)"
+            ) from None
     return _validate(Settings(**kw), source)
 
 
@@ -157,7 +176,8 @@ def configure(**changes: Any) -> Settings:
     """Change settings for this process; returns the previous settings.
 
     Keys: policy, strict, backend, device, algorithm, disable (iterable of names),
-    workspace_limit (bytes or "256M"), deterministic, tune_budget (seconds).
+    workspace_limit (bytes or "256M"), deterministic, tune_budget (seconds), close_call
+    (a fraction; 0: off).
     """
     global _current
     old = current()

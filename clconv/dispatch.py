@@ -8,7 +8,11 @@
    algorithms, the workspace limit, deterministic-only; see ``config.py``).
 2. Choice, by policy (``CLCONV_POLICY`` / ``clconv.configure(policy=...)``):
    - ``auto`` (default): when the tuning database has a time for every
-     supported candidate, the fastest measured wins; otherwise the cost model;
+     supported candidate, the fastest measured wins; otherwise the cost model,
+     except for a close call (:func:`close_calls`: the best prediction is at least
+     :data:`CLOSE_CALL_MIN_S` and others on its device are predicted within
+     ``close_call``, 15%, of it): those few are timed once with their default
+     parameters, the times remembered in the tuning database, the fastest first;
    - ``heuristic``: the cost model alone (``costmodel.py``);
    - ``measure``: time the candidates now (first sight of a spec), remember
      the times in the tuning database, take the fastest.
@@ -427,6 +431,65 @@ def _set_params(spec: ConvSpec, c: Candidate, entry: dict[str, Any] | None) -> N
         c.params, c.params_source = dict(variants[0]), "default"
 
 
+#: ``auto`` measures close calls only where the best prediction is at least this long: there a
+#: wrong pick costs milliseconds on every call, against a one-time measurement of a few
+#: candidates (their kernel builds are needed by the first call anyway). The cost model is
+#: fitted on one CPU (Zen 5); on an AVX-512 Xeon it ranked direct-blocked first for the audio
+#: layer 512 k3s2 (12.7 ms predicted against im2col's 14.0) where it ran 17.6 ms against 10.5,
+#: and Winograd F(2x2) first at ResNet-50's 3x3 at 7x7 (1.50 against 1.56) where it ran 1.2-1.8x
+#: slower than im2col with NumPy weights.
+CLOSE_CALL_MIN_S = 1e-3
+
+#: At most this many close candidates are measured.
+CLOSE_CALL_MAX = 3
+
+#: Seconds a close call may spend measuring (``tune_budget`` if larger): the first build of each
+#: candidate is charged to it, and a cold PoCL build alone takes seconds.
+CLOSE_CALL_BUDGET_S = 10.0
+
+#: The tuning-database scope of close-call measurements (default parameters only): the
+#: ``measure`` policy (``clconv tune``) measures those candidates again, with their variants.
+CLOSE_CALL_SCOPE = "close call"
+
+
+def close_calls(ok: list[Candidate], margin: float) -> list[Candidate]:
+    """The candidates ``auto`` measures before choosing: the best predicted one and those on the
+    same backend and device predicted within ``margin`` of it (at most :data:`CLOSE_CALL_MAX`),
+    when the best prediction is at least :data:`CLOSE_CALL_MIN_S`; else none. Other devices are
+    left to the cost model: a twin (the same CPU through a second OpenCL platform) ties with
+    every candidate, which would make every spec a close call."""
+    ranked = sorted((c for c in ok if c.predicted_s is not None and c.predicted_s < math.inf),
+                    key=lambda c: c.predicted_s)
+    if margin <= 0 or not ranked or ranked[0].predicted_s < CLOSE_CALL_MIN_S:
+        return []
+    top = ranked[0]
+    close = [c for c in ranked if c.backend == top.backend and c.device.id == top.device.id
+             and c.predicted_s <= top.predicted_s * (1 + margin)][:CLOSE_CALL_MAX]
+    return close if len(close) > 1 else []
+
+
+def _record(spec: ConvSpec, ok: list[Candidate], results: dict[str, Any], keys: dict[str, str],
+            scope: str | None = None) -> None:
+    """Measurements into the candidates and the tuning database (``scope``: close calls)."""
+    when = tuning.now()
+    new = {}
+    for c in ok:
+        if c.name not in results:
+            continue
+        m = results[c.name]
+        c.measured_s, c.measure_note = m.time_s, m.note
+        if scope and m.note.startswith("not measured"):
+            continue  # a budget that ran out is no verdict: the next process tries again
+        entry = {"time_s": m.time_s, "note": m.note, "when": when, "device": c.device.id, "spec": spec.describe()}
+        if scope:
+            entry["scope"] = scope
+        if m.params is not None:
+            c.params, c.params_source = m.params, "tuned"
+            entry.update(params=m.params, params_text=describe_params(c.algorithm, m.params), variants=m.variants)
+        new[keys[c.name]] = entry
+    tuning.database().record(new)
+
+
 def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settings,
            placement: Any = None, remeasure: bool = False) -> tuple[list[Candidate], str]:
     """Order the supported candidates best first, by ``policy``; returns (order, decided_by)."""
@@ -439,6 +502,8 @@ def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settin
     keys = {c.name: _db_key(spec, c) for c in ok}
     for c in ok:
         entry = None if remeasure else db.lookup(keys[c.name])
+        if entry is not None and policy == "measure" and entry.get("scope") == CLOSE_CALL_SCOPE:
+            entry = None  # timed with default parameters only: measure it again, with its variants
         if entry is not None:
             c.measured_s = float(entry.get("time_s", math.inf))
             c.measure_note = entry.get("note", "")
@@ -447,21 +512,18 @@ def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settin
     have_all = all(c.measured_s is not None for c in ok)
     if policy == "measure" and not have_all:
         results = tuning.measure(spec, [c for c in ok if c.measured_s is None], s.tune_budget, placement)
-        when = tuning.now()
-        new = {}
-        for c in ok:
-            if c.name in results:
-                m = results[c.name]
-                c.measured_s, c.measure_note = m.time_s, m.note
-                entry = {"time_s": m.time_s, "note": m.note, "when": when, "device": c.device.id,
-                         "spec": spec.describe()}
-                if m.params is not None:
-                    c.params, c.params_source = m.params, "tuned"
-                    entry.update(params=m.params, params_text=describe_params(c.algorithm, m.params),
-                                 variants=m.variants)
-                new[keys[c.name]] = entry
-        db.record(new)
+        _record(spec, ok, results, keys)
         have_all, decided_by = True, "measured now"
+    elif policy == "auto" and not have_all and (close := close_calls(ok, s.close_call)):
+        missing = [c for c in close if c.measured_s is None]
+        if missing:
+            _record(spec, ok, tuning.measure(spec, missing, max(s.tune_budget, CLOSE_CALL_BUDGET_S), placement,
+                                                       variants=False), keys,
+                    CLOSE_CALL_SCOPE)
+        decided_by = "measured now (close call)" if missing else "tuning database (close call)"
+        timed = lambda c: (c.measured_s if c.measured_s is not None else math.inf, c.predicted_s)  # noqa: E731
+        rest = sorted((c for c in ok if c not in close), key=lambda c: c.predicted_s or math.inf)
+        return sorted(close, key=timed) + rest, decided_by
     elif policy in ("auto", "measure") and have_all and len(ok) > 0:
         decided_by = "tuning database"
     if policy != "heuristic" and have_all and any(c.measured_s is not None and c.measured_s < math.inf for c in ok):

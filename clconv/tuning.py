@@ -324,7 +324,7 @@ TIMED_TARGET_S = 0.3
 
 
 def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, placement: Any = None,
-            rounds: int = 7) -> dict[str, Measurement]:
+            rounds: int = 7, variants: bool = True) -> dict[str, Measurement]:
     """Time candidates, and the parameter variants of tunable ones, within ``budget_s``.
 
     Each candidate is prepared with its default parameters and warmed up once (builds,
@@ -340,7 +340,8 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
     timed calls add up to :data:`TIMED_TARGET_S` for sub-millisecond specs), so that a change in machine load between them cannot decide
     the ranking; the median of each one's rounds is its time, and a candidate's time is that of
     its fastest variant (the default unless another is :data:`VARIANT_MIN_GAIN` faster). Candidates predicted to be over 20x slower than the best prediction, or
-    that fail, get ``inf`` with a note; a variant that fails only loses.
+    that fail, get ``inf`` with a note; a variant that fails only loses. ``variants=False``
+    times each candidate with its default parameters only (the ``auto`` policy's close calls).
     """
     out: dict[str, Measurement] = {}
     arrays = _arrays(spec, placement)
@@ -369,7 +370,7 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
 
     # units: [candidate, params (None: not tunable), kernel, times, failure note, trial seconds]
     units: list[list[Any]] = []
-    variants: dict[str, list[dict[str, Any]]] = {}
+    tried: dict[str, list[dict[str, Any]]] = {}
     for c in ordered:
         if spent() > budget_s:
             out[c.name] = Measurement(math.inf, "not measured: tuning budget spent")
@@ -377,7 +378,7 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
         if c.predicted_s is not None and best_pred < math.inf and c.predicted_s > 20 * best_pred:
             out[c.name] = Measurement(math.inf, "not measured: predicted over 20x slower than the best prediction")
             continue
-        vs = variants[c.name] = candidate_variants(spec, c)
+        vs = tried[c.name] = candidate_variants(spec, c)
         params = vs[0] if vs != [{}] else None
         try:
             kernel = c.algorithm.prepare_with(spec, c.device, params)
@@ -388,9 +389,9 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
             out[c.name] = Measurement(math.inf, failed(exc))
     first = min((u[5] for u in units), default=math.inf)
     for c, params, _, _, _, trial in list(units):
-        if params is None or trial > VARIANT_MARGIN * first:
+        if params is None or not variants or trial > VARIANT_MARGIN * first:
             continue
-        for v in variants[c.name][1:]:
+        for v in tried[c.name][1:]:
             t0 = time.perf_counter()
             try:
                 kernel = c.algorithm.prepare_with(spec, c.device, v)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 import warnings
 from typing import ClassVar
@@ -32,7 +33,8 @@ def isolated(tmp_path, monkeypatch, fresh_host):
     """Each test: its own cache folder (tuning database), default settings, fresh plans."""
     monkeypatch.setenv("CLCONV_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("CLCONV_POLICY", "CLCONV_STRICT", "CLCONV_BACKEND", "CLCONV_DEVICE", "CLCONV_ALGORITHM",
-                "CLCONV_DISABLE", "CLCONV_WORKSPACE_LIMIT", "CLCONV_DETERMINISTIC", "CLCONV_TUNE_BUDGET"):
+                "CLCONV_DISABLE", "CLCONV_WORKSPACE_LIMIT", "CLCONV_DETERMINISTIC", "CLCONV_TUNE_BUDGET",
+                "CLCONV_CLOSE_CALL"):
         monkeypatch.delenv(var, raising=False)
     config.reset()
     dispatch.clear_plans()
@@ -251,6 +253,9 @@ def test_controls_disable_deterministic_workspace_and_force(fresh_host, monkeypa
     ("CLCONV_WORKSPACE_LIMIT", "lots", "CLCONV_WORKSPACE_LIMIT='lots'"),
     ("CLCONV_DETERMINISTIC", "2", "CLCONV_DETERMINISTIC='2'"),
     ("CLCONV_TUNE_BUDGET", "-1", "CLCONV_TUNE_BUDGET"),
+    ("CLCONV_CLOSE_CALL", "-0.1", "CLCONV_CLOSE_CALL=-0.1"),
+    ("CLCONV_CLOSE_CALL", "nan", "CLCONV_CLOSE_CALL=nan"),
+    ("CLCONV_CLOSE_CALL", "some", "CLCONV_CLOSE_CALL='some'"),
 ])
 def test_bad_environment_values_name_the_variable(monkeypatch, var, value, match):
     monkeypatch.setenv(var, value)
@@ -299,6 +304,86 @@ def test_database_hit_overrides_the_cost_model(fresh_host):
                for c in cands})
     e = clconv.explain("conv2d", x, w, backend="fakebe")
     assert e.decided_by == "tuning database" and e.chosen.algorithm.id == "predicted-slow"
+
+
+class _SleepKernel(_RefKernel):
+    def compute(self, x, w, b, out):
+        self.algorithm.calls += 1
+        time.sleep(self.algorithm.delay)
+        return super().compute(x, w, b, out)
+
+
+class _BigAlg(_Alg):
+    """Predicted far above CLOSE_CALL_MIN_S (``speed`` scales the prediction); each call sleeps
+    ``delay`` seconds."""
+
+    def __init__(self, id_, speed, delay):
+        super().__init__(id_, speed=speed)
+        self.delay = delay
+        self.calls = 0
+
+    def cost(self, spec, device):
+        from clconv.costmodel import Cost
+
+        return Cost(1e12 * self.speed, 0, 1, 0.5)
+
+    def prepare(self, spec, device):
+        return _SleepKernel(spec, device, self)
+
+
+def test_auto_measures_a_close_call_once_and_remembers_it(fresh_host):
+    # "a" is predicted 5% faster than "b" but runs slower; "c" is predicted 50% slower (not close)
+    a, b, c = _BigAlg("a", 1.0, 0.004), _BigAlg("b", 1.05, 0.001), _BigAlg("c", 1.5, 0.0)
+    install(fresh_host(), a, b, c)
+    x, w = xw()
+    e = clconv.explain("conv2d", x, w, backend="fakebe")
+    assert e.decided_by == "measured now (close call)"
+    assert [c_.algorithm.id for c_ in e.order] == ["b", "a", "c"]
+    assert {c_.algorithm.id for c_ in e.candidates if c_.measured_s is not None} == {"a", "b"}
+    assert c.calls == 0 and a.calls > 0 and b.calls > 0
+    entries = tuning.database().entries()
+    assert len(entries) == 2 and all(v["scope"] == dispatch.CLOSE_CALL_SCOPE for v in entries.values())
+    calls = (a.calls, b.calls)
+    e2 = clconv.explain("conv2d", x, w, backend="fakebe")  # remembered: nothing runs again
+    assert e2.decided_by == "tuning database (close call)" and e2.chosen.algorithm.id == "b"
+    assert (a.calls, b.calls) == calls
+    y = clconv.conv2d(x, w, backend="fakebe")
+    np.testing.assert_allclose(y, reference(ConvSpec.from_arrays("conv", 2, x, w), x, w, None), rtol=1e-5, atol=1e-5)
+    # the measure policy (clconv tune) does not take close-call times as its own: it times all three
+    e3 = clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
+    assert e3.decided_by == "measured now" and c.calls > 0
+    assert all("scope" not in v for v in tuning.database().entries().values())
+
+
+@pytest.mark.parametrize("case", ["off", "heuristic", "far-apart", "fast-spec"])
+def test_no_close_call_measurement(fresh_host, monkeypatch, case):
+    speeds = {"far-apart": (1.0, 1.2)}.get(case, (1.0, 1.05))
+    a, b = _BigAlg("a", speeds[0], 0.004), _BigAlg("b", speeds[1], 0.001)
+    if case == "fast-spec":  # predicted below CLOSE_CALL_MIN_S: a wrong pick costs less than measuring
+        a, b = _Alg("a", speed=1.0), _Alg("b", speed=1.05)
+    if case == "off":
+        monkeypatch.setenv("CLCONV_CLOSE_CALL", "0")
+        config.reset()
+    install(fresh_host(), a, b)
+    x, w = xw()
+    e = clconv.explain("conv2d", x, w, backend="fakebe", policy="heuristic" if case == "heuristic" else None)
+    assert e.decided_by == "cost model" and e.chosen.algorithm.id == "a"
+    assert tuning.database().entries() == {}
+
+
+def test_close_calls_stay_on_the_best_device():
+    # the same CPU through two OpenCL platforms ties on every candidate: not a close call
+    spec = LAYERS["audio.1d-512-k3s2"].spec()
+    cpu = PROFILES["two-core-cpu"]
+    twin = fake_cl("twin", "cpu", 2, 2600, 16, 4)
+    cands = candidates(spec, cpu) + [dispatch._evaluate(spec, "opencl", twin, a_, None, config.Settings())
+                                     for a_ in OpenCLBackend().algorithms()]
+    dispatch.decide(spec, cands, "heuristic", config.Settings())
+    ok = [c_ for c_ in cands if c_.support.ok]
+    close = dispatch.close_calls(ok, 0.15)
+    assert {c_.algorithm.id for c_ in close} == {"direct-blocked", "im2col"}
+    assert {c_.device.id for c_ in close} == {cpu.id}
+    assert dispatch.close_calls(ok, 0.0) == []
 
 
 def test_corrupt_database_is_reported_once_and_rebuilt():
