@@ -490,6 +490,11 @@ def _record(spec: ConvSpec, ok: list[Candidate], results: dict[str, Any], keys: 
     tuning.database().record(new)
 
 
+def _timed(c: Candidate) -> tuple[float, float]:
+    """A close call's order: measured time (unmeasured last), then prediction."""
+    return (c.measured_s if c.measured_s is not None else math.inf, c.predicted_s or math.inf)
+
+
 def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settings,
            placement: Any = None, remeasure: bool = False) -> tuple[list[Candidate], str]:
     """Order the supported candidates best first, by ``policy``; returns (order, decided_by)."""
@@ -521,9 +526,8 @@ def decide(spec: ConvSpec, cands: list[Candidate], policy: str, s: config.Settin
                                                        variants=False), keys,
                     CLOSE_CALL_SCOPE)
         decided_by = "measured now (close call)" if missing else "tuning database (close call)"
-        timed = lambda c: (c.measured_s if c.measured_s is not None else math.inf, c.predicted_s)  # noqa: E731
         rest = sorted((c for c in ok if c not in close), key=lambda c: c.predicted_s or math.inf)
-        return sorted(close, key=timed) + rest, decided_by
+        return sorted(close, key=_timed) + rest, decided_by
     elif policy in ("auto", "measure") and have_all and len(ok) > 0:
         decided_by = "tuning database"
     if policy != "heuristic" and have_all and any(c.measured_s is not None and c.measured_s < math.inf for c in ok):
