@@ -4,6 +4,8 @@ measured error of F(2x2,3x3) and F(4x4,3x3) on ResNet-like data."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -520,3 +522,90 @@ def test_every_tunable_variant_of_a_dilated_spec(cl_device, variant):
         kernel = alg.prepare_with(spec, cl_device, v)
         assert kernel.params == v
         check_result(spec, "winograd", x, w, b, kernel(x, w, b))
+
+
+# ------------------------------------------------------------------ streamed output stores
+def _force_stream(monkeypatch):
+    """OUT_STREAM for every float32 F(4x4) block with 8 or 16 channels per vector, on any device
+    and output size (``CLCONV_WINOGRAD_STREAM=0`` still turns it off): the staged path then runs
+    on small shapes, and under Oclgrind as a GPU too."""
+    monkeypatch.setattr(
+        winograd, "streams_output",
+        lambda spec, device, tile, mt: (mt == 4 and spec.dtype == "float32" and tile.vw in (8, 16)
+                                        and os.environ.get("CLCONV_WINOGRAD_STREAM", "1") != "0"),
+    )
+
+
+def _streamed(kernel):
+    return any(("OUT_STREAM", 1) in key[2] for key in kernel.__dict__.get("_programs", {}))
+
+
+@pytest.mark.parametrize("vw", [16, 8])
+@pytest.mark.parametrize(
+    "xs,ws,params,nan",
+    [
+        # 7 tiles per row (blocks of 8 straddle rows and images), a partial last tile column,
+        # 19 channels (the last vector partly valid): staged and tile-by-tile stores in one block
+        ((2, 5, 14, 26), (19, 5, 3, 3), {"padding": 1}, False),
+        ((1, 6, 16, 16), (32, 3, 3, 3), {"groups": 2, "padding": 1}, False),
+        # non-finite tiles fall back to direct sums in the middle of staged blocks
+        ((2, 4, 12, 17), (16, 4, 3, 3), {"padding": 1}, True),
+    ],
+    ids=["straddle", "groups", "nan"],
+)
+def test_streamed_and_plain_output_stores_agree(cl_device, vw, xs, ws, params, nan, monkeypatch):
+    """The output transform's staged, streaming stores (OUT_STREAM) write what the plain ones do:
+    the same bits, every output (out= poisoned), the reference's NaN/Inf pattern."""
+    _force_stream(monkeypatch)
+    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=vw, nv=2, tm=8))
+    spec = _spec(xs, ws, **params)
+    x, w, b = _arrays(spec, seed=2)
+    if nan:
+        x[0, 1, 5, 6] = np.nan
+        x[1, 3, 11, 16] = np.inf
+    kernel = _kernel("f4", spec, cl_device)
+    streamed = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, np.float32))
+    assert _streamed(kernel)
+    check_result(spec, "winograd", x, w, b, streamed)
+    monkeypatch.setenv("CLCONV_WINOGRAD_STREAM", "0")
+    plain = _kernel("f4", spec, cl_device)(x, w, b)
+    assert streamed.tobytes() == plain.tobytes()
+
+
+def test_streamed_stores_into_a_misaligned_device_output(cl_device, monkeypatch):
+    """A pyopencl out= one element past a buffer's start: the rows are not aligned for streaming
+    stores, so the kernel stores them plainly; the result is the same."""
+    import pyopencl.array as cl_array
+
+    _force_stream(monkeypatch)
+    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=16, nv=2, tm=8))
+    spec = _spec((1, 3, 12, 16), (16, 3, 3, 3), padding=1)
+    x, w, b = _arrays(spec)
+    kernel = _kernel("f4", spec, cl_device)
+    q = cl_device.queue
+    n = int(np.prod(spec.output_shape))
+    big = cl_array.to_device(q, np.full(n + 2, -7.0, np.float32))
+    out = big[1:n + 1].reshape(spec.output_shape)
+    y = kernel(cl_array.to_device(q, x), cl_array.to_device(q, w), cl_array.to_device(q, b), out=out)
+    assert _streamed(kernel)
+    got = big.get(q)
+    assert got[0] == -7.0 and got[-1] == -7.0
+    check_result(spec, "winograd", x, w, b, y.get(q))
+    monkeypatch.setenv("CLCONV_WINOGRAD_STREAM", "0")
+    assert y.get(q).tobytes() == _kernel("f4", spec, cl_device)(x, w, b).tobytes()
+
+
+def test_streams_only_large_float32_f4x4_outputs_on_cpus(cl_device, monkeypatch):
+    monkeypatch.delenv("CLCONV_WINOGRAD_STREAM", raising=False)
+    big = _spec((2, 64, 112, 112), (64, 64, 3, 3), padding=1)  # VGG's 6.4 MB output
+    small = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    tile16 = winograd.Tiling(vw=16, nv=2, tm=8)
+    cpu = cl_device.kind == "cpu"
+    assert winograd.streams_output(big, cl_device, tile16, 4) == cpu
+    assert not winograd.streams_output(big, cl_device, tile16, 2)
+    assert not winograd.streams_output(small, cl_device, tile16, 4)
+    assert not winograd.streams_output(_spec((2, 64, 112, 112), (64, 64, 3, 3), "float64", padding=1),
+                                       cl_device, winograd.Tiling(vw=8, nv=2, tm=8), 4)
+    assert not winograd.streams_output(big, cl_device, winograd.Tiling(vw=4, nv=2, tm=4), 4)
+    monkeypatch.setenv("CLCONV_WINOGRAD_STREAM", "0")
+    assert not winograd.streams_output(big, cl_device, tile16, 4)
