@@ -33,7 +33,7 @@
  * fixed: the same bits every run.
  *
  * Non-finite values: Winograd spreads a NaN or Inf over a whole tile (and turns Inf into NaN), so
- * the output transform checks M and Y of each (tile, channel vector); where any is not finite it
+ * the output transform checks Y of each (tile, channel vector; a non-finite M shows there); where any is not finite it
  * recomputes those outputs directly from x and w (as kernels_cl/direct.cl does). NaN/Inf then
  * propagate exactly as in a direct convolution, and an overflow inside the transforms is repaired.
  *
@@ -580,10 +580,12 @@ __kernel void output_transform(
 #pragma unroll
         for (int r = 0; r < MT; ++r) AT_1D((tmp + ALPHA * r), (yy + MT * r), 1);  /* (A^T M) A: rows */
 #undef VTMP
-        /* any NaN or Inf in M or Y: recompute these outputs directly (see the file comment) */
+        /* any NaN or Inf in M or Y: recompute these outputs directly (see the file comment).
+         * Y alone is probed: every entry of M reaches some output of the tile with a nonzero
+         * coefficient (every column of A^T has one), and sums and products with nonzero finite
+         * constants keep a NaN or an Inf non-finite, so a non-finite M shows in Y (probing M
+         * as well cost 5-10% of this kernel). */
         VACC probe = (VACC)(0);
-#pragma unroll
-        for (int xi = 0; xi < A2; ++xi) probe += mm[xi] - mm[xi];
 #pragma unroll
         for (int k = 0; k < MT * MT; ++k) probe += yy[k] - yy[k];
         const bool direct = any(isnan(probe));
