@@ -483,7 +483,7 @@ def _record(spec: ConvSpec, ok: list[Candidate], results: dict[str, Any], keys: 
         entry = {"time_s": m.time_s, "note": m.note, "when": when, "device": c.device.id, "spec": spec.describe()}
         if scope:
             entry["scope"] = scope
-        if m.params is not None:
+        if m.params is not None and not scope:  # a close call runs the defaults: not "tuned"
             c.params, c.params_source = m.params, "tuned"
             entry.update(params=m.params, params_text=describe_params(c.algorithm, m.params), variants=m.variants)
         new[keys[c.name]] = entry

@@ -321,19 +321,24 @@ class _BigAlg(_Alg):
         super().__init__(id_, speed=speed)
         self.delay = delay
         self.calls = 0
+        self.built = []
 
     def cost(self, spec, device):
         from clconv.costmodel import Cost
 
         return Cost(1e12 * self.speed, 0, 1, 0.5)
 
-    def prepare(self, spec, device):
+    def variants(self, spec, device):  # tunable: a close call runs the first, clconv tune all
+        return [{"unroll": 1}, {"unroll": 2}]
+
+    def prepare(self, spec, device, params=None):
+        self.built.append(dict(params or {}))
         return _SleepKernel(spec, device, self)
 
 
 def test_auto_measures_a_close_call_once_and_remembers_it(fresh_host):
     # "a" is predicted 5% faster than "b" but runs slower; "c" is predicted 50% slower (not close)
-    a, b, c = _BigAlg("a", 1.0, 0.004), _BigAlg("b", 1.05, 0.001), _BigAlg("c", 1.5, 0.0)
+    a, b, c = _BigAlg("a", 1.0, 0.004), _BigAlg("b", 1.05, 0.001), _BigAlg("c", 1.5, 0.002)
     install(fresh_host(), a, b, c)
     x, w = xw()
     e = clconv.explain("conv2d", x, w, backend="fakebe")
@@ -341,8 +346,11 @@ def test_auto_measures_a_close_call_once_and_remembers_it(fresh_host):
     assert [c_.algorithm.id for c_ in e.order] == ["b", "a", "c"]
     assert {c_.algorithm.id for c_ in e.candidates if c_.measured_s is not None} == {"a", "b"}
     assert c.calls == 0 and a.calls > 0 and b.calls > 0
+    assert {str(p_) for p_ in a.built + b.built} == {"{'unroll': 1}"}  # default parameters only
+    assert e.chosen.params == {"unroll": 1} and e.chosen.params_source == "default"
     entries = tuning.database().entries()
     assert len(entries) == 2 and all(v["scope"] == dispatch.CLOSE_CALL_SCOPE for v in entries.values())
+    assert not any("params" in v for v in entries.values())
     calls = (a.calls, b.calls)
     e2 = clconv.explain("conv2d", x, w, backend="fakebe")  # remembered: nothing runs again
     assert e2.decided_by == "tuning database (close call)" and e2.chosen.algorithm.id == "b"
@@ -352,6 +360,7 @@ def test_auto_measures_a_close_call_once_and_remembers_it(fresh_host):
     # the measure policy (clconv tune) does not take close-call times as its own: it times all three
     e3 = clconv.explain("conv2d", x, w, backend="fakebe", policy="measure")
     assert e3.decided_by == "measured now" and c.calls > 0
+    assert {"unroll": 2} in a.built + b.built  # now with their variants
     assert all("scope" not in v for v in tuning.database().entries().values())
 
 
