@@ -10,12 +10,8 @@ medians of the rounds, in ms. The two results are checked to be the same bits fi
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import statistics
-import time
 
-import numpy as np
+from env_ab import compare
 
 DEFAULT = (
     "audio.1d-512-k3s2,deeplab.3x3-d12-33,3d.3x3x3-64-8x28x28,resnet50.3x3-7,resnet50.3x3-56,"
@@ -37,32 +33,14 @@ def main() -> int:
     layers = {layer.name: layer for layer in SUITES["all"]}
     print("| layer | rows ms | panels ms | rows / panels |")
     print("|---|---|---|---|")
-    try:
-        for name in args.layers.split(","):
-            layer = layers[name]
-            spec = layer.spec()
-            x, w, b = layer_arrays(spec)
-            p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm="im2col",
-                         **_fn_params(layer, spec))
-            times: dict[str, list[float]] = {"0": [], "1": []}
-            first = {}
-            for v in times:  # warm-up (builds each layout's program) and the same-bits check
-                os.environ["CLCONV_IM2COL_PANELS"] = v
-                first[v] = p(x, w, b)
-            if not np.array_equal(first["0"], first["1"]):
-                raise SystemExit(f"{name}: the two layouts differ")
-            for _ in range(args.rounds):
-                order = list(times)
-                random.shuffle(order)
-                for v in order:
-                    os.environ["CLCONV_IM2COL_PANELS"] = v
-                    t = time.perf_counter()
-                    p(x, w, b)
-                    times[v].append(time.perf_counter() - t)
-            rows, panels = (statistics.median(times[v]) * 1e3 for v in ("0", "1"))
-            print(f"| {name} | {rows:.3f} | {panels:.3f} | {rows / panels:.2f}x |", flush=True)
-    finally:
-        os.environ.pop("CLCONV_IM2COL_PANELS", None)
+    for name in args.layers.split(","):
+        layer = layers[name]
+        spec = layer.spec()
+        x, w, b = layer_arrays(spec)
+        p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm="im2col",
+                     **_fn_params(layer, spec))
+        rows, panels = compare(p, (x, w, b), "CLCONV_IM2COL_PANELS", ("0", "1"), args.rounds)
+        print(f"| {name} | {rows:.3f} | {panels:.3f} | {rows / panels:.2f}x |", flush=True)
     return 0
 
 

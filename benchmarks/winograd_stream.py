@@ -13,12 +13,8 @@ the default threshold picks, and every F(m), not only F(4x4), to show where stre
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import statistics
-import time
 
-import numpy as np
+from env_ab import compare
 
 DEFAULT = "vgg.3x3-112,resnet50.3x3-56,resnet50.3x3-28,resnet50.3x3-14,resnet50.3x3-7"
 
@@ -44,34 +40,15 @@ def main() -> int:
     layers = {layer.name: layer for layer in SUITES["all"]}
     print("| layer | algorithm | plain ms | streamed ms | plain / streamed |")
     print("|---|---|---|---|---|")
-    try:
-        for name in args.layers.split(","):
-            layer = layers[name]
-            spec = layer.spec()
-            x, w, b = layer_arrays(spec)
-            for alg in args.algorithms.split(","):
-                p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm=alg,
-                             **_fn_params(layer, spec))
-                times: dict[str, list[float]] = {"0": [], "1": []}
-                first = {}
-                for v in times:  # warm-up (builds each form's program) and the same-bits check
-                    os.environ["CLCONV_WINOGRAD_STREAM"] = v
-                    p(x, w, b)
-                    first[v] = p(x, w, b).copy()
-                if not np.array_equal(first["0"], first["1"]):
-                    raise SystemExit(f"{name} {alg}: the two forms differ")
-                for _ in range(args.rounds):
-                    order = list(times)
-                    random.shuffle(order)
-                    for v in order:
-                        os.environ["CLCONV_WINOGRAD_STREAM"] = v
-                        t = time.perf_counter()
-                        p(x, w, b)
-                        times[v].append(time.perf_counter() - t)
-                plain, streamed = (statistics.median(times[v]) * 1e3 for v in ("0", "1"))
-                print(f"| {name} | {alg} | {plain:.3f} | {streamed:.3f} | {plain / streamed:.2f}x |", flush=True)
-    finally:
-        os.environ.pop("CLCONV_WINOGRAD_STREAM", None)
+    for name in args.layers.split(","):
+        layer = layers[name]
+        spec = layer.spec()
+        x, w, b = layer_arrays(spec)
+        for alg in args.algorithms.split(","):
+            p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm=alg,
+                         **_fn_params(layer, spec))
+            plain, streamed = compare(p, (x, w, b), "CLCONV_WINOGRAD_STREAM", ("0", "1"), args.rounds)
+            print(f"| {name} | {alg} | {plain:.3f} | {streamed:.3f} | {plain / streamed:.2f}x |", flush=True)
     return 0
 
 
