@@ -107,7 +107,7 @@ def _validate(s: Settings, source: dict[str, str]) -> Settings:
     if (not isinstance(s.close_call, (int, float)) or isinstance(s.close_call, bool)
             or not 0 <= s.close_call <= 10):
         raise ConvValueError(
-            f"{name('close_call')}={s.close_call!r} is not accepted: give a fraction >= 0 (0 turns it off)"
+            f"{name('close_call')}={s.close_call!r} is not accepted: give a fraction from 0 to 10 (0 turns it off)"
         )
     for f in ("backend", "device", "algorithm"):
         v = getattr(s, f)
@@ -151,7 +151,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
             kw["close_call"] = float(v)
         except ValueError:
             raise ConvValueError(
-                f"CLCONV_CLOSE_CALL={v!r} is not accepted: give a fraction >= 0 (0 turns it off)"
+                f"CLCONV_CLOSE_CALL={v!r} is not accepted: give a fraction from 0 to 10 (0 turns it off)"
             ) from None
     return _validate(Settings(**kw), source)
 

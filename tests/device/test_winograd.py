@@ -526,12 +526,13 @@ def test_every_tunable_variant_of_a_dilated_spec(cl_device, variant):
 
 # ------------------------------------------------------------------ streamed output stores
 def _force_stream(monkeypatch):
-    """OUT_STREAM for every float32 F(4x4) block with 8 or 16 channels per vector, on any device
-    and output size (``CLCONV_WINOGRAD_STREAM=0`` still turns it off): the staged path then runs
-    on small shapes, and under Oclgrind as a GPU too."""
+    """OUT_STREAM for every float32 block with 8 or 16 channels per vector, F(2x2) too (which
+    ``benchmarks/winograd_stream.py --all-sizes`` measures), on any device and output size
+    (``CLCONV_WINOGRAD_STREAM=0`` still turns it off): the staged path then runs on small shapes,
+    and under Oclgrind as a GPU too."""
     monkeypatch.setattr(
         winograd, "streams_output",
-        lambda spec, device, tile, mt: (mt == 4 and spec.dtype == "float32" and tile.vw in (8, 16)
+        lambda spec, device, tile, mt: (spec.dtype == "float32" and tile.vw in (8, 16)
                                         and os.environ.get("CLCONV_WINOGRAD_STREAM", "1") != "0"),
     )
 
@@ -540,6 +541,7 @@ def _streamed(kernel):
     return any(("OUT_STREAM", 1) in key[2] for key in kernel.__dict__.get("_programs", {}))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("vw", [16, 8])
 @pytest.mark.parametrize(
     "xs,ws,params,nan",
@@ -553,7 +555,7 @@ def _streamed(kernel):
     ],
     ids=["straddle", "groups", "nan"],
 )
-def test_streamed_and_plain_output_stores_agree(cl_device, vw, xs, ws, params, nan, monkeypatch):
+def test_streamed_and_plain_output_stores_agree(cl_device, variant, vw, xs, ws, params, nan, monkeypatch):
     """The output transform's staged, streaming stores (OUT_STREAM) write what the plain ones do:
     the same bits, every output (out= poisoned), the reference's NaN/Inf pattern."""
     _force_stream(monkeypatch)
@@ -563,12 +565,12 @@ def test_streamed_and_plain_output_stores_agree(cl_device, vw, xs, ws, params, n
     if nan:
         x[0, 1, 5, 6] = np.nan
         x[1, 3, 11, 16] = np.inf
-    kernel = _kernel("f4", spec, cl_device)
+    kernel = _kernel(variant, spec, cl_device)
     streamed = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, np.float32))
     assert _streamed(kernel)
     check_result(spec, "winograd", x, w, b, streamed)
     monkeypatch.setenv("CLCONV_WINOGRAD_STREAM", "0")
-    plain = _kernel("f4", spec, cl_device)(x, w, b)
+    plain = _kernel(variant, spec, cl_device)(x, w, b)
     assert streamed.tobytes() == plain.tobytes()
 
 
