@@ -22,7 +22,8 @@
  * one after another on one core, so the K x TN panel of B they share stays in L1/L2.
  *
  * Macros: GACC (float or double: the compute type), VW (vector width: 2, 4, 8 or 16),
- *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1).
+ *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1), XPF (gemm_tile_full's
+ *   prefetch distance in k; 0: none).
  */
 #ifndef CLCONV_GEMM_H
 #define CLCONV_GEMM_H
@@ -36,16 +37,14 @@
  * the loads compile to unaligned vector moves, as fast as aligned ones on aligned data. */
 typedef VACC __attribute__((aligned(sizeof(GACC)))) VACC_U;
 
-inline void gemm_tile(
+/* Adds the products of k in [k0, k1) into acc (the caller zeroes it or carries it over from
+ * the previous k block: the sum runs in the same order either way). */
+inline void gemm_tile_range(
     const __global GACC* restrict a, const int lda,
     const __global GACC* restrict b, const int ldb,
-    const int M, const int K, const int m0,
+    const int M, const int k0, const int k1, const int m0,
     VACC acc[TM][NV])
 {
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int v = 0; v < NV; ++v) acc[i][v] = (VACC)(0);
 #if A_TRANS
     int a_col[TM];
 #pragma unroll
@@ -55,7 +54,8 @@ inline void gemm_tile(
 #pragma unroll
     for (int i = 0; i < TM; ++i) a_row[i] = a + min(m0 + i, M - 1) * lda;
 #endif
-    for (int k = 0; k < K; ++k) {
+    b += k0 * ldb;
+    for (int k = k0; k < k1; ++k) {
         VACC bv[NV];
 #pragma unroll
         for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC_U*)(b + v * VW);
@@ -74,6 +74,55 @@ inline void gemm_tile(
             for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
         }
     }
+}
+
+#if A_TRANS
+#ifndef XPF
+#define XPF 0
+#endif
+/* gemm_tile_range for A_TRANS tiles whose TM rows all exist: A(i, k) = a[k * lda + i],
+ * i < TM. The loads are constant offsets from one pointer that moves by lda per k (the
+ * clamped form keeps a pointer per row: TM more integer additions per k). XPF > 0: prefetch
+ * the row XPF k ahead (rows lda apart; on PoCL's CPU driver the hardware prefetcher does not
+ * follow strides past 2 KiB, such as a 28x28 image's 3 KiB). */
+inline void gemm_tile_full(
+    const __global GACC* restrict a, const int lda,
+    const __global GACC* restrict b, const int ldb,
+    const int k0, const int k1,
+    VACC acc[TM][NV])
+{
+    a += k0 * lda;
+    b += k0 * ldb;
+    for (int k = k0; k < k1; ++k) {
+        VACC bv[NV];
+#pragma unroll
+        for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC_U*)(b + v * VW);
+        b += ldb;
+#if XPF
+        __builtin_prefetch(a + XPF * lda);
+#endif
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const GACC s = a[i];
+#pragma unroll
+            for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
+        }
+        a += lda;
+    }
+}
+#endif
+
+inline void gemm_tile(
+    const __global GACC* restrict a, const int lda,
+    const __global GACC* restrict b, const int ldb,
+    const int M, const int K, const int m0,
+    VACC acc[TM][NV])
+{
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) acc[i][v] = (VACC)(0);
+    gemm_tile_range(a, lda, b, ldb, M, 0, K, m0, acc);
 }
 
 #endif

@@ -250,10 +250,24 @@ __kernel void gemm_conv(
  * columns make partial tiles and misaligned rows in gemm_conv, the tile runs the other way:
  * rows are output positions of one image (A(n, k) = x[k*O + n], read as scalars), columns
  * output channels, vectors along C_out read from the weight transposed into zero-padded K x TN
- * panels (transpose_weight, cached per weight). Rows past O read row O-1 and are not stored;
- * columns past C_out/g read the zero padding and are not stored.
- * get_global_id: 0 = channel tile, 1 = position tile, 2 = image * groups + group. */
-#if CLCONV_DTYPE != 16
+ * panels (transpose_weight, cached per weight). Columns past C_out/g read the zero padding
+ * and are not stored.
+ *
+ * A work-item computes NP position tiles of one channel tile, KC values of k at a time, so
+ * that the KC x TN block of the weight panel is read from L1 by all NP tiles (on a CPU; NP = 1
+ * and KC >= K elsewhere); each tile's accumulators wait in private memory between blocks,
+ * and the sum still runs over k in ascending order. A tile that would reach past O starts at
+ * O - TM instead (its first rows are the previous tile's, computed again and not stored), so
+ * that every row exists and the loads are constant offsets (gemm_tile_full); images of fewer
+ * than TM positions clamp their rows to O - 1 (gemm_tile_range).
+ * get_global_id: 0 = channel tile, 1 = group of NP position tiles, 2 = image * groups + group. */
+#if CLCONV_DTYPE != 16 && A_TRANS
+#ifndef NP
+#define NP 1
+#endif
+#ifndef KC
+#define KC 128
+#endif
 __kernel void gemm_pointwise_t(
     __global const GACC* restrict x, const int x_off,
     __global const GACC* restrict wt,
@@ -262,30 +276,54 @@ __kernel void gemm_pointwise_t(
     __global T* restrict y, const int y_off)
 {
     const int c0 = get_global_id(0) * TN;
-    const int n0 = get_global_id(1) * TM;
+    const int p0 = get_global_id(1) * NP * TM;
     const int gi = get_global_id(2);
-    if (c0 >= M || n0 >= O) return;
+    if (c0 >= M || p0 >= O) return;
     const int img = gi / G;
     const int g = gi - img * G;
-    VACC acc[TM][NV];
+    const int np = min(NP, (O - p0 + TM - 1) / TM);
     const int P = (M + TN - 1) / TN;
-    gemm_tile(x + x_off + (img * G + g) * K * O, O, wt + (g * P + c0 / TN) * K * TN, TN, O, K, n0, acc);
+    const __global GACC* xa = x + x_off + (img * G + g) * K * O;
+    const __global GACC* wp = wt + (g * P + c0 / TN) * K * TN;
+    VACC part[NP][TM][NV];
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int k1 = min(K, k0 + KC);
+        for (int p = 0; p < np; ++p) {
+            VACC acc[TM][NV];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int v = 0; v < NV; ++v) acc[i][v] = k0 == 0 ? (VACC)(0) : part[p][i][v];
+            if (O >= TM)
+                gemm_tile_full(xa + min(p0 + p * TM, O - TM), O, wp, TN, k0, k1, acc);
+            else
+                gemm_tile_range(xa, O, wp, TN, O, k0, k1, 0, acc);
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int v = 0; v < NV; ++v) part[p][i][v] = acc[i][v];
+        }
+    }
     const int C_out = G * M;
-    __global T* yp = y + y_off + (img * C_out + g * M + c0) * O + n0;
+    for (int p = 0; p < np; ++p) {
+        const int n0 = O >= TM ? min(p0 + p * TM, O - TM) : 0; /* row i is position n0 + i */
+        const int i0 = p0 + p * TM - n0;                      /* rows below i0: not this tile's */
+        __global T* yp = y + y_off + (img * C_out + g * M + c0) * O + n0;
 #pragma unroll
-    for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NV; ++v) {
 #pragma unroll
-        for (int e = 0; e < VW; ++e) {
-            const int j = v * VW + e;
-            if (c0 + j < M) {
+            for (int e = 0; e < VW; ++e) {
+                const int j = v * VW + e;
+                if (c0 + j < M) {
 #if HAS_BIAS
-                const GACC bv = LOAD(bias, bias_off + g * M + c0 + j);
+                    const GACC bv = LOAD(bias, bias_off + g * M + c0 + j);
 #else
-                const GACC bv = (GACC)0;
+                    const GACC bv = (GACC)0;
 #endif
 #pragma unroll
-                for (int i = 0; i < TM; ++i)
-                    if (n0 + i < O) STORE(((const GACC*)&acc[i][v])[e] + bv, yp, j * O + i);
+                    for (int i = 0; i < TM; ++i)
+                        if (i >= i0 && n0 + i < O) STORE(((const GACC*)&part[p][i][v])[e] + bv, yp, j * O + i);
+                }
             }
         }
     }

@@ -244,12 +244,16 @@ def test_pointwise_misaligned_input_view(cl_device):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "batch,cin,hw,cout,groups,bias",
-    [(1, 64, 7, 48, 1, True), (2, 12, 5, 40, 2, False), (3, 8, (3, 5), 70, 1, True), (2, 16, 6, 16, 4, True)],
+    [(1, 64, 7, 48, 1, True), (2, 12, 5, 40, 2, False), (3, 8, (3, 5), 70, 1, True), (2, 16, 6, 16, 4, True),
+     (1, 300, 7, 40, 1, True), (2, 260, (3, 11), 34, 2, False), (2, 6, 2, 20, 1, True), (1, 140, 13, 24, 1, False)],
 )
 def test_pointwise_transposed_weight_path(cl_device, dtype, batch, cin, hw, cout, groups, bias):
-    """Image sizes that are not a multiple of the tile width (49, 25, 15, 36 positions): the
-    GEMM runs with positions as rows and channels as vectors (PointwiseKernel); edge tiles on
-    both axes, groups, several images; float16 keeps the column path."""
+    """Image sizes that are not a multiple of the tile width (49, 25, 15, 36, 33, 4, 169
+    positions): the GEMM runs with positions as rows and channels as vectors (PointwiseKernel);
+    edge tiles on both axes (a last position tile shifted back to end at the image's end, an
+    image smaller than a tile), groups, several images, reductions over several k blocks of
+    the CPU form (300, 130, 140 input channels per group: POINTWISE_KC is 128) and work-items
+    whose last tiles lie past the image; float16 keeps the column path."""
     h, w_ = (hw, hw) if isinstance(hw, int) else hw
     spec = _spec("conv", (batch, cin, h, w_), (cout, cin // groups, 1, 1), dtype, bias=bias, groups=groups)
     nt = im2col.transposes_weight(spec, cl_device)

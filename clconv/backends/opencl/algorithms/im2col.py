@@ -20,8 +20,9 @@ queue and reused by every later call (:class:`WorkspacePool`). A pointwise
 conv whose image size is a multiple of the tile width needs no workspace:
 the GEMM reads the input itself; one whose image size is not (ResNet-50's 1x1
 layers at 28/14/7) runs as Y^T = X^T W^T (:class:`PointwiseKernel`), with the
-weight transposed once and cached. The reduction order is fixed: the same bits
-run after run.
+weight transposed once and cached; on CPUs a work-item computes several position
+tiles a k block at a time, so that the block of the transposed weight stays in
+L1 for all of them. The reduction order is fixed: the same bits run after run.
 
 GEMM tiles (PoCL 3.1, AVX-512 Zen 5, 2 cores; GFLOP/s of the GEMM kernel
 alone on 64x56x56 3x3, 256x14x14 3x3, 256->64 1x1 56x56, best of rounds on a
@@ -137,7 +138,8 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
         if (bits >= 512 and spec.is_pointwise and not spec.transposed and positions <= SMALL_IMAGE
                 and positions % 7 == 0 and positions % (2 * vw) != 0):
             # the Y^T GEMM of a small image (PointwiseKernel; rows are its positions):
-            # 7-row tiles, 7 per group (module doc: ResNet-50's 1x1 at 7x7 and 14x14)
+            # 7-row tiles, 7 per work-item on CPUs (7 work-items per group elsewhere;
+            # SMALL_IMAGE: ResNet-50's 1x1 at 7x7 and 14x14)
             return Tiling(vw=vw, nv=2, tm=7, local=(1, 7))
         return Tiling(vw=vw, nv=2, tm=8 if bits >= 512 else 6, local=(1, 8))
     return Tiling(vw=4, nv=2, tm=4, local=(16, 4))
@@ -145,10 +147,18 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
 
 #: Pointwise convs with at most this many output positions per image that run as Y^T
 #: (:func:`transposes_weight`) get 7-row tiles when 7 divides the positions. Measured (PoCL
-#: 3.1, Zen 5, ms, medians of 15 interleaved rounds, 8x2 (1, 8) / 7x2 (1, 7) vectors):
+#: 3.1, Zen 5, ms, medians of 15 interleaved rounds, 8x2 (1, 8) / 7x2 (1, 7) vectors, with the
+#: earlier form of the kernel: one tile per work-item, l1 work-items per group):
 #: ResNet-50 1x1 at 7x7 0.42-0.43 / 0.38-0.39, at 14x14 0.36-0.37 / 0.32-0.33, at 28x28
 #: 0.283 / 0.293 (so not there).
 SMALL_IMAGE = 256
+
+#: PointwiseKernel on CPUs: values of k per block (a 128 x 32 block of the transposed weight is
+#: 16 KiB, L1-resident for the work-item's position tiles) and the prefetch distance in k.
+#: Measured (PoCL 3.1, AVX-512 Xeon, ms, medians of 41 interleaved rounds, ResNet-50 1x1 at
+#: 28/14/7; before: one tile per work-item, rows clamped, no prefetch): see benchmarks/RESULTS.md.
+POINTWISE_KC = 128
+POINTWISE_XPF = 8
 
 #: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
 #: the device's. CPUs: the measured neighbours of 8 x 2 vectors (module doc), then the same
@@ -704,7 +714,12 @@ class PointwiseKernel(CachedWeightKernel):
     """A pointwise conv as Y^T = X^T W^T (:func:`transposes_weight`): one GEMM launch per call,
     tiles of TM output positions x TN output channels, vectors along the channels read from the
     weight transposed into zero-padded K x TN panels, one per channel tile, so that a work-item
-    streams its panel sequentially (``transpose_weight``, once per weight: :mod:`..weightcache`)."""
+    streams its panel sequentially (``transpose_weight``, once per weight: :mod:`..weightcache`).
+
+    On CPUs a work-item computes ``l1`` position tiles (the tile's local size (l0, l1), where
+    other devices run l1 work-items of one tile each), :data:`POINTWISE_KC` values of k at a
+    time, so that the weight panel's block stays in L1 for all of them, and prefetches x
+    :data:`POINTWISE_XPF` rows ahead."""
 
     algorithm: "Im2col"
 
@@ -713,13 +728,21 @@ class PointwiseKernel(CachedWeightKernel):
         self.tile = tile
         self.params = tile.params()
         self.ldw = round_up(spec.out_per_group, tile.tn)
+        cpu = device.kind == "cpu"
+        self.np = tile.local[1] if cpu else 1
+        self.local = (tile.local[0], 1 if cpu else tile.local[1], 1)
+        # the prefetch is clang's __builtin_prefetch: PoCL's CPU devices only (measured there;
+        # Oclgrind, for one, cannot run llvm.prefetch)
+        pocl = "pocl" in str((getattr(device, "extra", {}) or {}).get("platform_version", "")).lower()
+        self.defines = {"NP": self.np, "KC": POINTWISE_KC if cpu else 1 << 30,  # else: one block
+                        "XPF": POINTWISE_XPF if cpu and pocl else 0}
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
         return self.program(
             ctx,
             "im2col.cl",
             {"PADDING_MODE": 0, "HAS_BIAS": int(has_bias), "A_TRANS": 1, "B_DIRECT": 0,
-             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines()},
+             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines(), **self.defines},
         )
 
     def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
@@ -744,14 +767,14 @@ class PointwiseKernel(CachedWeightKernel):
         tile = self.tile
         i32 = np.int32
         out_pos = math.prod(s.out_size)
-        l0, l1 = tile.local
+        l0, l1, _ = self.local
         gsize = (
             round_up(-(-s.out_per_group // tile.tn), l0),
-            round_up(-(-out_pos // tile.tm), l1),
+            round_up(-(-out_pos // (tile.tm * self.np)), l1),
             s.batch * s.groups,
         )
         runtime.launch(
-            queue, self._program(queue.context, b is not None), "gemm_pointwise_t", gsize, (l0, l1, 1),
+            queue, self._program(queue.context, b is not None), "gemm_pointwise_t", gsize, self.local,
             *self.buf(x), entry.u, i32(out_pos),
             i32(s.out_per_group), i32(s.in_per_group), i32(s.groups),
             *([*self.buf(b)] if b is not None else [None, i32(0)]), *self.buf(y),
