@@ -326,6 +326,45 @@ def test_out_is_written_in_place_or_through_a_copy(cl_device, host_path):
 
 
 @pytest.mark.parametrize("alg,ws", [("winograd-f2x2-3x3", (6, 4, 3, 3)), ("im2col", (6, 4, 1, 1)), ("fft", (6, 4, 3, 3))])
+def test_same_numpy_weight_launches_before_its_bytes_are_compared(cl_device, alg, ws):
+    """A kernel with a cached prepared weight, called again with the NumPy weight object whose
+    bytes it found unchanged last time, launches at once and compares the bytes while the
+    kernel runs; a weight changed in place is found changed, and the call launches again with
+    the right prepared weight; after that (a training loop) it compares first."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    pad = ws[-1] // 2
+    p = clconv.plan("conv2d", x, w, padding=pad, device=cl_device.id, algorithm=alg)
+    k = p.kernel
+    order: list[str] = []
+    launch, filters = k._launch, k._filters
+    k._launch = lambda *a: (order.append("launch"), launch(*a))[1]
+    k._filters = lambda *a: (order.append("compare"), filters(*a))[1]
+
+    y1 = p(x, w)  # computed
+    y2 = p(x, w)  # found by its bytes
+    assert order == ["compare", "launch"] * 2
+    order.clear()
+    y3 = p(x, w)  # the same object, unchanged last time: launched first
+    assert order == ["launch", "compare"]
+    assert y1.tobytes() == y2.tobytes() == y3.tobytes()
+    assert (k.filter_transforms, k.filter_cache_hits, k.speculation_misses) == (1, 2, 0)
+    np.testing.assert_allclose(y3, reference(p.spec, x, w, None), rtol=1e-4, atol=1e-4)
+
+    for i in range(2):  # changed in place: once launched on speculation and again, then not
+        order.clear()
+        w[1, 2, 0, 0] += 3.0
+        y = p(x, w)
+        assert order == (["launch", "compare", "launch"] if i == 0 else ["compare", "launch"])
+        np.testing.assert_allclose(y, reference(p.spec, x, w, None), rtol=1e-4, atol=1e-4)
+    assert (k.filter_transforms, k.speculation_misses) == (3, 1)
+    order.clear()
+    p(x, w.copy())  # equal bytes in another object: compared first
+    assert order == ["compare", "launch"]
+
+
+@pytest.mark.parametrize("alg,ws", [("winograd-f2x2-3x3", (6, 4, 3, 3)), ("im2col", (6, 4, 1, 1)), ("fft", (6, 4, 3, 3))])
 def test_out_with_a_cached_weight_is_checked_against_host_arrays_only(cl_device, host_path, alg, ws, monkeypatch):
     """Kernels that cache a prepared weight pass its device copy on: the overlap check of
     ``out=`` must not hand that pyopencl array to NumPy (which read it element by element:

@@ -147,6 +147,11 @@ class CachedWeightKernel(OpenCLKernel):
         self.filter_cache_hits = 0
         self._lock = threading.Lock()
         self._pending: FilterEntry | None = None  # the entry of the call in progress
+        self._verify: Any = None  # its NumPy weight, when launched before comparing (_speculation)
+        # (id, address, entry) of the last NumPy weight whose bytes were found in the cache
+        self._last_host: tuple[int, int, FilterEntry] | None = None
+        #: launches made on speculation whose weight had changed after all (run again)
+        self.speculation_misses = 0
 
     def clear_filter_cache(self) -> None:
         """Forget every prepared weight (needed after changing a device weight in place)."""
@@ -167,14 +172,38 @@ class CachedWeightKernel(OpenCLKernel):
     #    cached NumPy weight is not uploaded again (runs under OpenCLKernel.compute's lock)
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
         try:
-            entry = self._filters(queue, weight)
+            entry = self._speculation(queue, weight)
+            if entry is not None:
+                self._verify = weight
+            else:
+                entry = self._filters(queue, weight)
         except cl.Error as exc:
             raise runtime.device_error(f"{self.algorithm.id} on {self.device.id}", exc) from exc
         self._pending = entry
         try:
             return super()._compute(queue, on_device, input, entry.w_dev, bias, out)
         finally:
-            self._pending = None
+            self._pending = self._verify = None
+
+    def _speculation(self, queue: Any, weight: Any) -> FilterEntry | None:
+        """The entry to launch with before a NumPy weight's bytes are compared, or None.
+
+        Comparing a large weight costs about as much as reading it (~0.3 ms for ResNet-50's
+        2048x512 1x1 weight, half the GEMM), so when the caller passes the same array object as
+        in its previous call, and that call found its bytes unchanged, the kernel is launched
+        with that call's entry at once and the bytes are compared while it runs (:meth:`run`);
+        if they differ after all, the right entry is found or computed and launched again on
+        the same in-order queue, which writes every output element over. Training loops that
+        change a weight in place between calls find it changed and are not speculated on."""
+        last = self._last_host
+        if last is None or is_device_array(weight) or not isinstance(weight, np.ndarray):
+            return None
+        obj_id, addr, entry = last
+        if (obj_id != id(weight) or addr != host_address(weight) or entry.queue.int_ptr != queue.int_ptr
+                or entry not in self.filter_cache.entries.values()
+                or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
+            return None
+        return entry
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         """Enqueue the convolution on device arrays (a device weight's entry is cached by buffer)."""
@@ -182,6 +211,12 @@ class CachedWeightKernel(OpenCLKernel):
         if entry is None or entry.w_dev is not w:
             entry = self._filters(queue, w)
         self._launch(queue, x, entry, b, y)
+        verify, self._verify = self._verify, None
+        if verify is not None:  # launched on speculation: compare the bytes while it runs
+            right = self._filters(queue, verify)
+            if right is not entry:
+                self.speculation_misses += 1
+                self._launch(queue, x, right, b, y)
 
     def _filters(self, queue: Any, weight: Any) -> FilterEntry:
         spec = self.spec
@@ -201,6 +236,8 @@ class CachedWeightKernel(OpenCLKernel):
                 entry = self.filter_cache.find_device(key)  # type: ignore[arg-type]
             else:
                 entry = self.filter_cache.find_host(ctx.int_ptr, host)
+                hit = entry is not None and isinstance(weight, np.ndarray)
+                self._last_host = (id(weight), host_address(weight), entry) if hit else None
             if entry is not None:
                 self.filter_cache_hits += 1
                 if entry.queue.int_ptr != queue.int_ptr:
