@@ -1,6 +1,6 @@
 """Two forms of one plan, selected by an environment variable that clconv reads at each call
-(each form builds its own program), timed against each other: shared by im2col_panels.py and
-winograd_stream.py."""
+(each form builds its own program), timed against each other: shared by im2col_panels.py,
+winograd_stream.py and gemm_prefetch.py."""
 
 from __future__ import annotations
 

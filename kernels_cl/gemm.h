@@ -22,11 +22,14 @@
  * one after another on one core, so the K x TN panel of B they share stays in L1/L2.
  *
  * Macros: GACC (float or double: the compute type), VW (vector width: 2, 4, 8 or 16),
- *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1), XPF (gemm_tile_full's
- *   prefetch distance in k; 0: none).
+ *   NV (vectors per tile row), TM (rows per tile), A_TRANS (0/1), BPF (prefetch B's row
+ *   this many k ahead; 0: none), XPF (gemm_tile_full's prefetch of A, likewise).
  */
 #ifndef CLCONV_GEMM_H
 #define CLCONV_GEMM_H
+#ifndef BPF
+#define BPF 0
+#endif
 
 #define CLCONV_CAT2(a, b) a##b
 #define CLCONV_CAT(a, b) CLCONV_CAT2(a, b)
@@ -59,6 +62,11 @@ inline void gemm_tile_range(
         VACC bv[NV];
 #pragma unroll
         for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC_U*)(b + v * VW);
+#if BPF
+#pragma unroll
+        for (int v = 0; v < TN; v += 64 / (int)sizeof(GACC)) /* one per 64-byte line */
+            __builtin_prefetch(b + BPF * ldb + v);
+#endif
         b += ldb;
 #if A_TRANS
         const __global GACC* ak = a + k * lda;

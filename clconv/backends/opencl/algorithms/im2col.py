@@ -160,6 +160,27 @@ SMALL_IMAGE = 256
 POINTWISE_KC = 128
 POINTWISE_XPF = 8
 
+#: gemm_conv and gemm_cols on CPUs: prefetch the row of B this many k ahead. x read in place
+#: (pointwise) has rows a whole image apart, and the workspace's rows a chunk apart, which the
+#: hardware prefetcher does not follow. Measured (PoCL 3.1, AVX-512 Xeon, ms, medians of 41
+#: interleaved rounds, GEMM launches alone, no prefetch / 16): ResNet-50 1x1 56-reduce 0.624 /
+#: 0.581, MobileNetV2 1x1 1.155 / 0.996, the 1x1 s2 downsample 1.161 / 1.079, 3x3 at 7 1.572 /
+#: 1.508, audio 512 k3s2 12.9 / 11.4, 3D 10.2 / 9.3, DeepLab d=6 7.09 / 6.12, DCGAN 4x4 s2 at 8
+#: 9.20 / 8.70; 1x1 56-expand (K = 64) 0.565 / 0.584.
+GEMM_BPF = 16
+
+
+def prefetches(device: Device) -> bool:
+    """Whether the GEMM kernels prefetch (XPF, BPF): clang's ``__builtin_prefetch``, on PoCL's
+    CPU devices only (measured there; Oclgrind, for one, cannot run ``llvm.prefetch``), unless
+    ``CLCONV_GEMM_PREFETCH=0`` (read at each program lookup, for ``benchmarks/gemm_prefetch.py``)."""
+    extra = getattr(device, "extra", {}) or {}
+    return (
+        device.kind == "cpu"
+        and "pocl" in str(extra.get("platform_version", "")).lower()
+        and os.environ.get("CLCONV_GEMM_PREFETCH", "1") != "0"
+    )
+
 #: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
 #: the device's. CPUs: the measured neighbours of 8 x 2 vectors (module doc), then the same
 #: tile with fewer or more row tiles per work-group (how many share one B panel in cache), then
@@ -416,6 +437,7 @@ class Im2colKernel(OpenCLKernel):
                 "B_DIRECT": int(b_direct),
                 "B_PANEL": int(_panel_layout(s, self.device, b_direct)),
                 "COL2IM_SEG": _COL2IM_SEG,
+                "BPF": GEMM_BPF if prefetches(self.device) else 0,
                 **tile.defines(),
             },
         )
@@ -731,18 +753,15 @@ class PointwiseKernel(CachedWeightKernel):
         cpu = device.kind == "cpu"
         self.np = tile.local[1] if cpu else 1
         self.local = (tile.local[0], 1 if cpu else tile.local[1], 1)
-        # the prefetch is clang's __builtin_prefetch: PoCL's CPU devices only (measured there;
-        # Oclgrind, for one, cannot run llvm.prefetch)
-        pocl = "pocl" in str((getattr(device, "extra", {}) or {}).get("platform_version", "")).lower()
-        self.defines = {"NP": self.np, "KC": POINTWISE_KC if cpu else 1 << 30,  # else: one block
-                        "XPF": POINTWISE_XPF if cpu and pocl else 0}
+        self.defines = {"NP": self.np, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
         return self.program(
             ctx,
             "im2col.cl",
             {"PADDING_MODE": 0, "HAS_BIAS": int(has_bias), "A_TRANS": 1, "B_DIRECT": 0,
-             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines(), **self.defines},
+             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines(), **self.defines,
+             "XPF": POINTWISE_XPF if prefetches(self.device) else 0},
         )
 
     def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
