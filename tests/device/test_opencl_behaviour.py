@@ -634,6 +634,12 @@ def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, mon
     check(x, w.copy())
     check(x, out=np.full(p.spec.output_shape, np.nan, np.float32))
     assert len(general) == 5
+    monkeypatch.setenv("CLCONV_ZERO_COPY", "0")  # read on every call: the general path stages
+    check(x)
+    assert len(general) == 6 and any(name == "input" for _, name in kernel.__dict__.get("_staging", {}))
+    monkeypatch.delenv("CLCONV_ZERO_COPY")
+    check(x)
+    assert len(general) == 6
     with pytest.raises(TypeError, match="input"):
         p(x.astype(np.float64), w, b)
     with pytest.raises(ValueError, match="input has shape"):
