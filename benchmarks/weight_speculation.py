@@ -5,13 +5,18 @@ spectra, the transposed weight of im2col's pointwise path) compares a NumPy weig
 with its kept copy on every call. Called again with the same array object whose bytes it found
 unchanged last time, it launches first and compares while the kernel runs
 (``CachedWeightKernel._speculation`` in clconv/backends/opencl/weightcache.py). Per layer, in
-one process, interleaved round by round in a new random order, medians in ms:
+one process: blocks of ``--calls`` calls of one way (steady state, as ``clconv bench`` and a
+network's loop call a layer), the ways' blocks alternating in a new random order each round;
+the median call of each block, and the median of those per way, in ms. (Single calls
+interleaved with other plans' calls overstate the gain on a 2-CPU machine: PoCL's two workers
+are pinned one per CPU, and how often the calling thread is preempted while a kernel runs
+depends on how much CPU it used just before.)
 
 - ``compared first``: the same plan with speculation switched off for its calls;
 - ``launched first``: the plan as it runs (the same object, unchanged);
 - ``constant``: a ``constant_weights=True`` plan (no comparison at all), the bound.
 
-    python benchmarks/weight_speculation.py [--rounds 31] [--layers resnet50.1x1-7,...]
+    python benchmarks/weight_speculation.py [--rounds 8] [--calls 40] [--layers resnet50.1x1-7:im2col,...]
         [--device opencl:0:0]
 """
 
@@ -29,7 +34,8 @@ DEFAULT = "resnet50.1x1-28:im2col,resnet50.1x1-14:im2col,resnet50.1x1-7:im2col,"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=31)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--calls", type=int, default=40, help="calls per block")
     ap.add_argument("--layers", default=DEFAULT, help="comma-separated layer:algorithm pairs")
     ap.add_argument("--device", default="opencl:0:0")
     args = ap.parse_args()
@@ -48,40 +54,39 @@ def main() -> int:
         arrays = layer_arrays(spec)
         kw = dict(backend="opencl", device=args.device, algorithm=alg, **_fn_params(layer, spec))
         med = measure(api.plan(layer.fn, *arrays, **kw), api.plan(layer.fn, *arrays, constant_weights=True, **kw),
-                      arrays, args.rounds)
+                      arrays, args.rounds, args.calls)
         print(f"| {name} | {alg} | {med['compared first']:.3f} | {med['launched first']:.3f} | "
               f"{med['constant']:.3f} | {med['compared first'] / med['launched first']:.2f}x |", flush=True)
     return 0
 
 
-def measure(plain: Any, const: Any, arrays: tuple[Any, ...], rounds: int) -> dict[str, float]:
-    """Medians in ms of the three ways, interleaved in a new random order each round."""
+def measure(plain: Any, const: Any, arrays: tuple[Any, ...], rounds: int, calls: int) -> dict[str, float]:
+    """Medians in ms of the three ways: per round, one block of ``calls`` calls of each way in a
+    new random order; the median call of each block, then the median over the rounds."""
     kernel = plain.kernel
     if not hasattr(kernel, "_speculation"):
         raise SystemExit(f"{plain!r} keeps no prepared weight ({type(kernel).__name__})")
     speculate = kernel._speculation
-
-    def compared_first() -> None:
-        kernel._speculation = lambda queue, weight: None
-        try:
-            plain(*arrays)
-        finally:
-            kernel._speculation = speculate
-
-    runs = {"compared first": compared_first, "launched first": lambda: plain(*arrays),
-            "constant": lambda: const(*arrays)}
-    for fn in runs.values():
-        fn(), fn()
-    misses = kernel.speculation_misses
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    ways = {"compared first": (plain, lambda queue, weight: None), "launched first": (plain, speculate),
+            "constant": (const, speculate)}
+    medians: dict[str, list[float]] = {k: [] for k in ways}
+    misses = None
     for _ in range(rounds):
-        for k in random.sample(list(runs), len(runs)):
-            t = time.perf_counter()
-            runs[k]()
-            times[k].append(time.perf_counter() - t)
+        for way in random.sample(list(ways), len(ways)):
+            plan, spec_fn = ways[way]
+            kernel._speculation = spec_fn
+            plan(*arrays), plan(*arrays)  # the first call after a switch compares first
+            if misses is None:
+                misses = kernel.speculation_misses
+            times = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                plan(*arrays)
+                times.append(time.perf_counter() - t)
+            medians[way].append(statistics.median(times))
+    kernel._speculation = speculate
     assert kernel.speculation_misses == misses, "the weight did not change: no launch may miss"
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
-
+    return {k: statistics.median(v) * 1e3 for k, v in medians.items()}
 
 if __name__ == "__main__":
     raise SystemExit(main())
