@@ -50,7 +50,9 @@
  * Macros: CLCONV_DTYPE (common.h), ALPHA (4 or 6), VW (vector width along co: 4, 8 or 16),
  *   NV (vectors per GEMM row), TM (tiles per GEMM block, and the input transform's lanes: 4 or 8),
  *   HAS_BIAS (0/1), PADDING_MODE (common.h: gather_phases and the non-finite fallback),
- *   OUT_STREAM (0/1: staged, streaming output stores; see output_transform).
+ *   OUT_STREAM (0/1: staged, streaming output stores; see output_transform),
+ *   DIRECT_X (0/1: the input transform reads x itself, in place of pad_input's copy; float32
+ *   and float64 with zero padding and no dilation; see input_transform).
  */
 #include "common.h"
 
@@ -58,6 +60,10 @@
 #define GACC double
 #else
 #define GACC float
+#endif
+
+#ifndef DIRECT_X
+#define DIRECT_X 0
 #endif
 
 #define WCAT2(a, b) a##b
@@ -302,32 +308,35 @@ __kernel void gather_phases(
  * V[((tb*groups + g)*cig + ci)*A2 + xi][SEG]: one work-item writes one contiguous block (scattered
  * stores, one page apart per xi, cost ten times more on PoCL). */
 #if ALPHA == 4 && SEG == 8
-#define LOAD_ROW(p, d)                                         \
+#define ROWLEN 18 /* values a LOAD_ROW reads */
+#define LOAD_ROW_AS(AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const __global UV16*)(p);            \
-        const V16 s1_ = *(const __global UV16*)((p) + 2);      \
+        const V16 s0_ = *(const AS UV16*)(p);            \
+        const V16 s1_ = *(const AS UV16*)((p) + 2);      \
         (d)[0] = s0_.even;                                     \
         (d)[1] = s0_.odd;                                      \
         (d)[2] = s1_.even;                                     \
         (d)[3] = s1_.odd;                                      \
     } while (0)
 #elif ALPHA == 4 && SEG == 4
-#define LOAD_ROW(p, d)                                         \
+#define ROWLEN 10
+#define LOAD_ROW_AS(AS, p, d)                                         \
     do {                                                       \
-        const V8 s0_ = *(const __global UV8*)(p);              \
-        const V8 s1_ = *(const __global UV8*)((p) + 2);        \
+        const V8 s0_ = *(const AS UV8*)(p);              \
+        const V8 s1_ = *(const AS UV8*)((p) + 2);        \
         (d)[0] = s0_.even;                                     \
         (d)[1] = s0_.odd;                                      \
         (d)[2] = s1_.even;                                     \
         (d)[3] = s1_.odd;                                      \
     } while (0)
 #elif ALPHA == 6 && SEG == 8
-#define LOAD_ROW(p, d)                                         \
+#define ROWLEN 34
+#define LOAD_ROW_AS(AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const __global UV16*)(p);            \
-        const V16 s1_ = *(const __global UV16*)((p) + 16);     \
-        const V16 s2_ = *(const __global UV16*)((p) + 2);      \
-        const V16 s3_ = *(const __global UV16*)((p) + 18);     \
+        const V16 s0_ = *(const AS UV16*)(p);            \
+        const V16 s1_ = *(const AS UV16*)((p) + 16);     \
+        const V16 s2_ = *(const AS UV16*)((p) + 2);      \
+        const V16 s3_ = *(const AS UV16*)((p) + 18);     \
         (d)[0] = __builtin_shufflevector(s0_, s1_, 0, 4, 8, 12, 16, 20, 24, 28);  \
         (d)[1] = __builtin_shufflevector(s0_, s1_, 1, 5, 9, 13, 17, 21, 25, 29);  \
         (d)[2] = __builtin_shufflevector(s0_, s1_, 2, 6, 10, 14, 18, 22, 26, 30); \
@@ -336,10 +345,11 @@ __kernel void gather_phases(
         (d)[5] = __builtin_shufflevector(s2_, s3_, 3, 7, 11, 15, 19, 23, 27, 31); \
     } while (0)
 #elif ALPHA == 6 && SEG == 4
-#define LOAD_ROW(p, d)                                         \
+#define ROWLEN 18
+#define LOAD_ROW_AS(AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const __global UV16*)(p);            \
-        const V16 s2_ = *(const __global UV16*)((p) + 2);      \
+        const V16 s0_ = *(const AS UV16*)(p);            \
+        const V16 s2_ = *(const AS UV16*)((p) + 2);      \
         (d)[0] = s0_.s048c;                                    \
         (d)[1] = s0_.s159d;                                    \
         (d)[2] = s0_.s26ae;                                    \
@@ -350,9 +360,38 @@ __kernel void gather_phases(
 #else
 #error "SEG must be 4 or 8"
 #endif
+#define LOAD_ROW(p, d) LOAD_ROW_AS(__global, p, d)
+
+#if DIRECT_X
+/* Row r of the patch rows of a run, read from x itself: inside the input, straight from x;
+ * touching its border, through a private row of ROWLEN values with zeros outside. */
+#define GET_ROW(r, dst)                                                                    \
+    do {                                                                                   \
+        const int ih_ = ih0 + (r);                                                         \
+        if (cols_inside && ih_ >= 0 && ih_ < IH) {                                         \
+            LOAD_ROW(xc + ih_ * IW + col0, dst);                                           \
+        } else {                                                                           \
+            GACC st_[ROWLEN];                                                              \
+            const bool row_in_ = ih_ >= 0 && ih_ < IH;                                     \
+            _Pragma("unroll")                                                              \
+            for (int j_ = 0; j_ < ROWLEN; ++j_) {                                          \
+                const int iw_ = col0 + j_;                                                 \
+                st_[j_] = row_in_ && iw_ >= 0 && iw_ < IW ? xc[ih_ * IW + iw_] : (GACC)0;  \
+            }                                                                              \
+            LOAD_ROW_AS(__private, st_, dst);                                              \
+        }                                                                                  \
+    } while (0)
+#else
+#define GET_ROW(r, dst) LOAD_ROW(p + (r) * XPW, dst)
+#endif
 
 __kernel void input_transform(
+#if DIRECT_X /* x itself (T == GACC), no padded copy: x_off, the input size, padding, chunk */
+    __global const GACC* restrict x, const int x_off,
+    const int IH, const int IW, const int PH, const int PW, const int n0, const int r0,
+#else
     __global const GACC* restrict xp, const int xp_off,
+#endif
     __global GACC* restrict v, const int v_off,
     const int C_in, const int cig, const int TW, const int nth, const int count, const int NTB,
     const int XPH, const int XPW)
@@ -368,18 +407,26 @@ __kernel void input_transform(
         const int rr = t / TW, tw = t - rr * TW;
         const int len = min(min(SEG - lane, TW - tw), count - t);
         const int nl = rr / nth, thl = rr - nl * nth;
+#if DIRECT_X
+        /* the run's rows start at input row ih0 and column col0 (lane l's tile at col0 + l*MT) */
+        const int ih0 = r0 + thl * MT - PH;
+        const int col0 = (tw - lane) * MT - PW;
+        const bool cols_inside = col0 >= 0 && col0 + ROWLEN <= IW;
+        const __global GACC* xc = x + x_off + ((n0 + nl) * C_in + ci) * IH * IW;
+#else
         const __global GACC* p =
             xp + xp_off + ((nl * C_in + ci) * XPH + thl * MT) * XPW + (SEG + tw - lane) * MT;
+#endif
         if (len == SEG) { /* the whole block in one tile row */
 #pragma unroll
-            for (int r = 0; r < ALPHA; ++r) LOAD_ROW(p + r * XPW, d + r * ALPHA);
+            for (int r = 0; r < ALPHA; ++r) GET_ROW(r, d + r * ALPHA);
         } else {
             const VSI id = LANE_IDS;
             const VSI in_run = (id >= (VSI)(lane)) & (id < (VSI)(lane + len));
             VS e[ALPHA];
 #pragma unroll
             for (int r = 0; r < ALPHA; ++r) {
-                LOAD_ROW(p + r * XPW, e);
+                GET_ROW(r, e);
 #pragma unroll
                 for (int c = 0; c < ALPHA; ++c) d[r * ALPHA + c] = select(d[r * ALPHA + c], e[c], in_run);
             }

@@ -524,6 +524,67 @@ def test_every_tunable_variant_of_a_dilated_spec(cl_device, variant):
         check_result(spec, "winograd", x, w, b, kernel(x, w, b))
 
 
+# ------------------------------------------------------------------ input transform reading x
+def _direct_x(kernel):
+    return any(("DIRECT_X", 1) in key[2] for key in kernel.__dict__.get("_programs", {}))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("tm", [8, 4])
+@pytest.mark.parametrize(
+    "xs,ws,params,chunk",
+    [
+        # rows narrower than a run's loads (every row through the bounds-checked stage), runs
+        # that straddle tile rows and images, asymmetric padding
+        ((3, 5, 9, 11), (6, 5, 3, 3), {"padding": ((1, 2), (2, 1))}, None),
+        # interior runs read straight from x; tile-row chunks of one image (r0 > 0, n0 > 0)
+        ((2, 4, 30, 45), (8, 4, 3, 3), {"padding": 1}, "rows"),
+        ((1, 6, 21, 40), (4, 3, 3, 3), {"groups": 2}, None),  # no padding, groups
+    ],
+    ids=["narrow", "chunked", "groups"],
+)
+def test_input_transform_reading_x_matches_the_padded_copy(cl_device, variant, dtype, tm, xs, ws, params, chunk,
+                                                         monkeypatch):
+    """The input transform reading x itself (DIRECT_X: production runs it for F(4x4); forced
+    here for F(2x2) too) gives the same bits as reading pad_input's zero-padded copy
+    (``CLCONV_WINOGRAD_PAD=1``), NaN/Inf at the border included, and the reference's result."""
+    if dtype == "float64" and not cl_device.fp64:
+        pytest.skip(f"{cl_device.id} lacks fp64")
+    monkeypatch.setattr(winograd, "reads_x_directly",
+                        lambda spec, mt: spec.dtype != "float16" and not winograd.gathers(spec)
+                        and os.environ.get("CLCONV_WINOGRAD_PAD", "0") != "1")
+    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=8, nv=1, tm=tm))
+    if chunk == "rows":
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    spec = _spec(xs, ws, dtype, **params)
+    x, w, b = _arrays(spec, seed=4)
+    x[0, 1, 0, 0] = np.nan  # the first tile of the first run: the stage
+    x[-1, -1, -1, -2] = np.inf  # near the last column and row
+    kernel = _kernel(variant, spec, cl_device)
+    direct = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, dtype))
+    assert _direct_x(kernel)
+    if chunk == "rows":
+        assert len(list(kernel.plan.chunks())) > spec.batch
+    check_result(spec, "winograd", x, w, b, direct)
+    monkeypatch.setenv("CLCONV_WINOGRAD_PAD", "1")
+    padded = _kernel(variant, spec, cl_device)
+    assert padded(x, w, b).tobytes() == direct.tobytes()
+    assert not _direct_x(padded)
+
+
+def test_reads_x_directly_only_for_f4x4_float32_float64_zero_padding(monkeypatch):
+    f4 = winograd.WinogradF4.mt
+    assert winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), f4)
+    assert winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), "float64", padding=1), f4)
+    assert not winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), winograd.WinogradF2.mt)
+    assert not winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), "float16", padding=1), f4)
+    assert not winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=2, dilation=2), f4)
+    assert not winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1, padding_mode="reflect"), f4)
+    monkeypatch.setenv("CLCONV_WINOGRAD_PAD", "1")
+    assert not winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), f4)
+
+
 # ------------------------------------------------------------------ streamed output stores
 def _force_stream(monkeypatch):
     """OUT_STREAM for every float32 block with 8 or 16 channels per vector, F(2x2) too (which

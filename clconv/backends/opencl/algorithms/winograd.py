@@ -16,8 +16,9 @@ ceil(Hp/dh) x ceil(Wp/dw) of the padded input (Hp x Wp), convolved without paddi
 ``gather_phases`` kernel writes them straight into the workspace in place of ``pad_input`` (the
 padding values included, in any padding mode; no extra buffer or pass), and the output transform
 writes each phase's outputs DH rows and DW columns apart into the NCHW output, cropped to it
-(batch-to-space). Zero-padded undilated specs keep ``pad_input``; other padding modes go through
-the gather with dh = dw = 1. Plan, chunks, variants and cost are those of the phase spec, so the
+(batch-to-space). Zero-padded undilated specs keep ``pad_input``, except F(4x4) in float32 and
+float64, whose input transform reads x itself (:func:`reads_x_directly`); other padding modes go
+through the gather with dh = dw = 1. Plan, chunks, variants and cost are those of the phase spec, so the
 wasted tiles of tiny phase images (DeepLab's dilation 12 on 33x33: 5x5 phases, 3x3 outputs) and
 the zero margins of their workspace rows are counted.
 
@@ -337,6 +338,25 @@ def make_plan(spec: ConvSpec, device: Device, mt: int, tile: Tiling | None = Non
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
+def reads_x_directly(spec: ConvSpec, mt: int) -> bool:
+    """Whether the input transform reads x itself (``DIRECT_X``) instead of a zero-padded copy
+    that ``pad_input`` writes first: F(4x4,3x3) in float32 and float64, for specs that
+    :func:`gathers` nothing, unless ``CLCONV_WINOGRAD_PAD=1`` (kept for measuring the two
+    against each other). The copy costs a launch and a pass over the input, the direct reads a
+    scalar, bounds-checked row wherever a run of tiles touches the input's border. Measured
+    (PoCL 3.1, AVX-512 Xeon, ms, copy / direct, medians of 21 and 31 interleaved rounds,
+    ``python benchmarks/winograd_pad.py``): F(4x4) ResNet-50 3x3 at 56 1.06x / 1.00x, 28 1.06x /
+    1.00x, 14 1.10x / 1.05x, 7 1.10x / 1.03x, VGG 1.03x / 1.03x; F(2x2), whose rows are shorter
+    (more of them border rows), 0.93-1.06x: it keeps the copy, as does float16 (its copy
+    converts to float once)."""
+    return (
+        mt == 4
+        and spec.dtype != "float16"
+        and not gathers(spec)
+        and os.environ.get("CLCONV_WINOGRAD_PAD", "0") != "1"
+    )
+
+
 def gathers(spec: ConvSpec) -> bool:
     """Whether a spec runs through phase images (``gather_phases``): dilated, or padded in a mode
     other than zeros. The rest use ``pad_input`` directly."""
@@ -385,6 +405,7 @@ class WinogradKernel(CachedWeightKernel):
                 "HAS_BIAS": int(has_bias),
                 "PADDING_MODE": _MODE[self.spec.padding_mode],
                 "OUT_STREAM": int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt)),
+                "DIRECT_X": int(reads_x_directly(self.spec, self.plan.mt)),
                 **self.plan.tile.defines(),
             },
         )
@@ -438,11 +459,14 @@ class WinogradKernel(CachedWeightKernel):
         dh, dw = s.dilation
         gather = gathers(s)
         hp, wp = ih + ph + s.pad_after[0], iw + pw + s.pad_after[1]
+        direct = reads_x_directly(s, p.mt)
         with self.algorithm.pool.hold(queue, p.workspace_bytes()) as ws:
             for c in p.chunks():
                 xph = p.xph(c.nth)
                 rows = c.nimg * s.in_channels * xph
-                if gather:  # phase images (space-to-batch), padding values included
+                if direct:  # the input transform reads x itself: no padded copy
+                    source = [x_buf, x_off, i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0), i32(c.th0 * p.mt)]
+                elif gather:  # phase images (space-to-batch), padding values included
                     runtime.launch(
                         queue, prog, "gather_phases", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
                         x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
@@ -455,6 +479,8 @@ class WinogradKernel(CachedWeightKernel):
                         x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
                         i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
                     )
+                if not direct:
+                    source = [ws, i32(0)]
                 count = c.rows * p.tw
                 tcp = p.tcp(c.rows)
                 ntb = tcp // tile.tm
@@ -462,7 +488,7 @@ class WinogradKernel(CachedWeightKernel):
                 runtime.launch(
                     queue, prog, "input_transform",
                     (round_up(s.in_channels, l0), round_up(ntb, l1)), (l0, l1),
-                    ws, i32(0), ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
+                    *source, ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
                     i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
                 )
                 g0 = min(self.group, ntb)
