@@ -1,9 +1,11 @@
 """Two forms of one plan, selected by an environment variable that clconv reads at each call
-(each form builds its own program), timed against each other: shared by im2col_panels.py,
-winograd_stream.py and gemm_prefetch.py."""
+(each form builds its own program), timed against each other: ``compare`` times one plan,
+``main`` is the command line of im2col_panels.py, gemm_prefetch.py, winograd_pad.py and
+winograd_stream.py (a table row per layer and algorithm)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import statistics
@@ -39,3 +41,41 @@ def compare(plan: Callable[..., Any], args: tuple, var: str, values: tuple[str, 
         return a, b
     finally:
         os.environ.pop(var, None)
+
+
+def main(doc: str, var: str, values: tuple[str, str], labels: tuple[str, str], layers: str, algorithms: str,
+         rounds: int = 15, constant_weights: bool = False,
+         extra: Callable[[argparse.ArgumentParser], None] | None = None,
+         setup: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Parse ``--rounds --device --layers --algorithms`` (and what ``extra`` adds), call
+    ``setup(args)``, then print a Markdown row per layer and algorithm: the medians in ms with
+    ``var`` set to each of ``values`` (named ``labels``) and their ratio."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--device", default="opencl:0:0")
+    ap.add_argument("--layers", default=layers)
+    ap.add_argument("--algorithms", default=algorithms)
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args()
+    if setup is not None:
+        setup(args)
+
+    from clconv import api
+    from clconv.bench import _fn_params, layer_arrays
+    from clconv.suites import SUITES
+
+    suite = {layer.name: layer for layer in SUITES["all"]}
+    a, b = labels
+    print(f"| layer | algorithm | {a} ms | {b} ms | {a} / {b} |")
+    print("|---|---|---|---|---|")
+    for name in args.layers.split(","):
+        layer = suite[name]
+        spec = layer.spec()
+        arrays = layer_arrays(spec)
+        for alg in args.algorithms.split(","):
+            plan = api.plan(layer.fn, *arrays, backend="opencl", device=args.device, algorithm=alg,
+                            constant_weights=constant_weights, **_fn_params(layer, spec))
+            ta, tb = compare(plan, arrays, var, values, args.rounds)
+            print(f"| {name} | {alg} | {ta:.3f} | {tb:.3f} | {ta / tb:.2f}x |", flush=True)
+    return 0

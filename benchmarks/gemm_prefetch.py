@@ -12,9 +12,7 @@ two results are checked to be the same bits first.
 
 from __future__ import annotations
 
-import argparse
-
-from env_ab import compare
+import env_ab
 
 DEFAULT = (
     "resnet50.1x1-56-reduce,resnet50.1x1-56-expand,resnet50.1x1-28,resnet50.1x1-14,resnet50.1x1-7,"
@@ -22,31 +20,6 @@ DEFAULT = (
     "3d.3x3x3-64-8x28x28,audio.1d-512-k3s2,dcgan.t4x4s2-8"
 )
 
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--device", default="opencl:0:0")
-    ap.add_argument("--layers", default=DEFAULT)
-    args = ap.parse_args()
-
-    from clconv import api
-    from clconv.bench import _fn_params, layer_arrays
-    from clconv.suites import SUITES
-
-    layers = {layer.name: layer for layer in SUITES["all"]}
-    print("| layer | no prefetch ms | prefetch ms | without / with |")
-    print("|---|---|---|---|")
-    for name in args.layers.split(","):
-        layer = layers[name]
-        spec = layer.spec()
-        x, w, b = layer_arrays(spec)
-        p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm="im2col",
-                     constant_weights=True, **_fn_params(layer, spec))
-        off, on = compare(p, (x, w, b), "CLCONV_GEMM_PREFETCH", ("0", "1"), args.rounds)
-        print(f"| {name} | {off:.3f} | {on:.3f} | {off / on:.2f}x |", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(env_ab.main(__doc__, "CLCONV_GEMM_PREFETCH", ("0", "1"), ("no prefetch", "prefetch"),
+                                 DEFAULT, "im2col", constant_weights=True))

@@ -9,40 +9,12 @@ medians of the rounds, in ms. The two results are checked to be the same bits fi
 
 from __future__ import annotations
 
-import argparse
-
-from env_ab import compare
+import env_ab
 
 DEFAULT = (
     "audio.1d-512-k3s2,deeplab.3x3-d12-33,3d.3x3x3-64-8x28x28,resnet50.3x3-7,resnet50.3x3-56,"
     "resnet50.stem-7x7s2,vgg.3x3-112,resnet50.1x1s2-downsample"
 )
 
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--device", default="opencl:0:0")
-    ap.add_argument("--layers", default=DEFAULT)
-    args = ap.parse_args()
-
-    from clconv import api
-    from clconv.bench import _fn_params, layer_arrays
-    from clconv.suites import SUITES
-
-    layers = {layer.name: layer for layer in SUITES["all"]}
-    print("| layer | rows ms | panels ms | rows / panels |")
-    print("|---|---|---|---|")
-    for name in args.layers.split(","):
-        layer = layers[name]
-        spec = layer.spec()
-        x, w, b = layer_arrays(spec)
-        p = api.plan(layer.fn, x, w, b, backend="opencl", device=args.device, algorithm="im2col",
-                     **_fn_params(layer, spec))
-        rows, panels = compare(p, (x, w, b), "CLCONV_IM2COL_PANELS", ("0", "1"), args.rounds)
-        print(f"| {name} | {rows:.3f} | {panels:.3f} | {rows / panels:.2f}x |", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(env_ab.main(__doc__, "CLCONV_IM2COL_PANELS", ("0", "1"), ("rows", "panels"), DEFAULT, "im2col"))
