@@ -362,6 +362,11 @@ def test_same_numpy_weight_launches_before_its_bytes_are_compared(cl_device, alg
     order.clear()
     p(x, w.copy())  # equal bytes in another object: compared first
     assert order == ["compare", "launch"]
+    p(x, w), p(x, w)  # found unchanged: the next call would launch first ...
+    k.clear_filter_cache()  # ... but its entry is gone: compared (and computed) first
+    order.clear()
+    np.testing.assert_allclose(p(x, w), reference(p.spec, x, w, None), rtol=1e-4, atol=1e-4)
+    assert order == ["compare", "launch"] and k.speculation_misses == 1
 
 
 @pytest.mark.parametrize("alg,ws", [("winograd-f2x2-3x3", (6, 4, 3, 3)), ("im2col", (6, 4, 1, 1)), ("fft", (6, 4, 3, 3))])

@@ -200,7 +200,7 @@ class CachedWeightKernel(OpenCLKernel):
             return None
         obj_id, addr, entry = last
         if (obj_id != id(weight) or addr != host_address(weight) or entry.queue.int_ptr != queue.int_ptr
-                or entry not in self.filter_cache.entries.values()
+                or not any(e is entry for e in self.filter_cache.entries.values())  # evicted
                 or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
             return None
         return entry

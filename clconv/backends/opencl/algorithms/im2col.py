@@ -751,9 +751,9 @@ class PointwiseKernel(CachedWeightKernel):
         self.params = tile.params()
         self.ldw = round_up(spec.out_per_group, tile.tn)
         cpu = device.kind == "cpu"
-        self.np = tile.local[1] if cpu else 1
+        self.tiles_per_item = tile.local[1] if cpu else 1
         self.local = (tile.local[0], 1 if cpu else tile.local[1], 1)
-        self.defines = {"NP": self.np, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
+        self.defines = {"NP": self.tiles_per_item, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
         return self.program(
@@ -789,7 +789,7 @@ class PointwiseKernel(CachedWeightKernel):
         l0, l1, _ = self.local
         gsize = (
             round_up(-(-s.out_per_group // tile.tn), l0),
-            round_up(-(-out_pos // (tile.tm * self.np)), l1),
+            round_up(-(-out_pos // (tile.tm * self.tiles_per_item)), l1),
             s.batch * s.groups,
         )
         runtime.launch(
