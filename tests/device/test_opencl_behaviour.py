@@ -732,3 +732,16 @@ def test_parameters_past_32_bit_indexing_are_declined(cl_device, stride):
         warnings.simplefilter("error", clconv.FallbackWarning)
         y = clconv.conv2d(x, w, **params)
     np.testing.assert_allclose(y, reference(spec, x, w, None), rtol=1e-5, atol=1e-5)
+
+
+def test_env_reads_the_environment_on_every_call(monkeypatch):
+    """runtime.env (the call path's switches) sees os.environ changes at once, as os.environ.get."""
+    name = "CLCONV_TEST_ENV_SWITCH"
+    monkeypatch.delenv(name, raising=False)
+    assert runtime.env(name, "dflt") == "dflt" == os.environ.get(name, "dflt")
+    monkeypatch.setenv(name, "0")
+    assert runtime.env(name, "1") == "0"
+    monkeypatch.setenv(name, "é1")
+    assert runtime.env(name, "1") == "é1" == os.environ[name]
+    monkeypatch.delenv(name)
+    assert runtime.env(name, "1") == "1"

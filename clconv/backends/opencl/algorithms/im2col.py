@@ -37,7 +37,6 @@ float64 8 x 16 (VW 8, NV 2): ~245/235/245; 6 x 16: ~235/210/235.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -178,7 +177,7 @@ def prefetches(device: Device) -> bool:
     return (
         device.kind == "cpu"
         and "pocl" in str(extra.get("platform_version", "")).lower()
-        and os.environ.get("CLCONV_GEMM_PREFETCH", "1") != "0"
+        and runtime.env("CLCONV_GEMM_PREFETCH", "1") != "0"
     )
 
 #: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
@@ -372,7 +371,7 @@ def _panel_layout(spec: ConvSpec, device: Device, b_direct: bool) -> bool:
         not b_direct
         and not spec.transposed
         and device.kind == "cpu"
-        and os.environ.get("CLCONV_IM2COL_PANELS", "1") != "0"
+        and runtime.env("CLCONV_IM2COL_PANELS", "1") != "0"
     )
 
 
@@ -427,20 +426,23 @@ class Im2colKernel(OpenCLKernel):
 
     def _program(self, queue: Any, tile: Tiling, b: Any, b_direct: bool) -> Any:
         s = self.spec
-        return self.program(
-            queue.context,
+        ctx = queue.context
+        panel = int(_panel_layout(s, self.device, b_direct))
+        bpf = GEMM_BPF if prefetches(self.device) else 0
+        return self.memo_program((ctx.int_ptr, tile, b is not None, b_direct, panel, bpf), lambda: self.program(
+            ctx,
             "im2col.cl",
             {
                 "PADDING_MODE": _MODE[s.padding_mode],
                 "HAS_BIAS": int(b is not None),
                 "A_TRANS": int(s.transposed),
                 "B_DIRECT": int(b_direct),
-                "B_PANEL": int(_panel_layout(s, self.device, b_direct)),
+                "B_PANEL": panel,
                 "COL2IM_SEG": _COL2IM_SEG,
-                "BPF": GEMM_BPF if prefetches(self.device) else 0,
+                "BPF": bpf,
                 **tile.defines(),
             },
-        )
+        ))
 
     def _run_columns(
         self,
@@ -756,13 +758,13 @@ class PointwiseKernel(CachedWeightKernel):
         self.defines = {"NP": self.tiles_per_item, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
-        return self.program(
+        xpf = POINTWISE_XPF if prefetches(self.device) else 0
+        return self.memo_program((ctx.int_ptr, has_bias, xpf), lambda: self.program(
             ctx,
             "im2col.cl",
             {"PADDING_MODE": 0, "HAS_BIAS": int(has_bias), "A_TRANS": 1, "B_DIRECT": 0,
-             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines(), **self.defines,
-             "XPF": POINTWISE_XPF if prefetches(self.device) else 0},
-        )
+             "COL2IM_SEG": _COL2IM_SEG, **self.tile.defines(), **self.defines, "XPF": xpf},
+        ))
 
     def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
         s = self.spec

@@ -51,7 +51,6 @@ variant there, and the cost model says so.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -353,7 +352,7 @@ def reads_x_directly(spec: ConvSpec, mt: int) -> bool:
         mt == 4
         and spec.dtype != "float16"
         and not gathers(spec)
-        and os.environ.get("CLCONV_WINOGRAD_PAD", "0") != "1"
+        and runtime.env("CLCONV_WINOGRAD_PAD", "0") != "1"
     )
 
 
@@ -397,18 +396,20 @@ class WinogradKernel(CachedWeightKernel):
         self.params = tile_params(self.plan.tile, group)
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
-        return self.program(
+        stream = int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt))
+        direct = int(reads_x_directly(self.spec, self.plan.mt))
+        return self.memo_program((ctx.int_ptr, has_bias, stream, direct), lambda: self.program(
             ctx,
             "winograd.cl",
             {
                 "ALPHA": self.plan.alpha,
                 "HAS_BIAS": int(has_bias),
                 "PADDING_MODE": _MODE[self.spec.padding_mode],
-                "OUT_STREAM": int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt)),
-                "DIRECT_X": int(reads_x_directly(self.spec, self.plan.mt)),
+                "OUT_STREAM": stream,
+                "DIRECT_X": direct,
                 **self.plan.tile.defines(),
             },
-        )
+        ))
 
     # -- filter transform (cached by CachedWeightKernel)
     def _transform(self, queue: Any, weight: Any, host: np.ndarray | None) -> FilterEntry:
@@ -530,7 +531,7 @@ def streams_output(spec: ConvSpec, device: Device, tile: Tiling, mt: int) -> boo
         and tile.vw in (8, 16)
         and device.kind == "cpu"
         and spec.nbytes("output") >= STREAM_BYTES
-        and os.environ.get("CLCONV_WINOGRAD_STREAM", "1") != "0"
+        and runtime.env("CLCONV_WINOGRAD_STREAM", "1") != "0"
     )
 
 
