@@ -549,8 +549,6 @@ def test_input_transform_reading_x_matches_the_padded_copy(cl_device, variant, d
     """The input transform reading x itself (DIRECT_X: production runs it for F(4x4); forced
     here for F(2x2) too) gives the same bits as reading pad_input's zero-padded copy
     (``CLCONV_WINOGRAD_PAD=1``), NaN/Inf at the border included, and the reference's result."""
-    if dtype == "float64" and not cl_device.fp64:
-        pytest.skip(f"{cl_device.id} lacks fp64")
     monkeypatch.setattr(winograd, "reads_x_directly",
                         lambda spec, mt: spec.dtype != "float16" and not winograd.gathers(spec)
                         and os.environ.get("CLCONV_WINOGRAD_PAD", "0") != "1")

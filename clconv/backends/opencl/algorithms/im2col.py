@@ -424,10 +424,12 @@ class Im2colKernel(OpenCLKernel):
         with self.algorithm.pool.hold(queue, plan.elems() * compute_itemsize(s)) as ws:
             self._run_columns(queue, tile, plan, ws, x, w, b, y)
 
-    def _program(self, queue: Any, tile: Tiling, b: Any, b_direct: bool) -> Any:
+    def _program(self, queue: Any, tile: Tiling, b: Any, b_direct: bool, panel: bool) -> Any:
+        """``panel``: :func:`_panel_layout`, decided once per call by the caller, whose launches
+        lay the columns out the same way (the switch is read at each call)."""
         s = self.spec
         ctx = queue.context
-        panel = int(_panel_layout(s, self.device, b_direct))
+        panel = int(panel)
         bpf = GEMM_BPF if prefetches(self.device) else 0
         return self.memo_program((ctx.int_ptr, tile, b is not None, b_direct, panel, bpf), lambda: self.program(
             ctx,
@@ -456,7 +458,8 @@ class Im2colKernel(OpenCLKernel):
         y: Any,
     ) -> None:
         s = self.spec
-        prog = self._program(queue, tile, b, b_direct=False)
+        panel = _panel_layout(s, self.device, False)
+        prog = self._program(queue, tile, b, b_direct=False, panel=panel)
         i32 = np.int32
         if s.dtype == "float16":  # the GEMM reads a float copy of the weight
             n = math.prod(s.weight_shape)
@@ -478,7 +481,7 @@ class Im2colKernel(OpenCLKernel):
         if s.transposed:
             self._run_transposed(queue, prog, tile, plan, x, a, a_off, bias, y, ws)
         else:
-            self._run_conv(queue, prog, tile, plan, x, a, a_off, bias, y, ws)
+            self._run_conv(queue, prog, tile, plan, x, a, a_off, bias, y, ws, panel)
 
     def _shape_args(self, *tuples: tuple[tuple[int, ...], int]) -> list[np.int32]:
         return [np.int32(v) for t, fill in tuples for v in spatial3(t, fill)]
@@ -540,6 +543,7 @@ class Im2colKernel(OpenCLKernel):
         bias: list[Any],
         y: Any,
         ws: Any,
+        panel: bool,
     ) -> None:
         s = self.spec
         i32 = np.int32
@@ -548,7 +552,6 @@ class Im2colKernel(OpenCLKernel):
         out_pos = math.prod(s.out_size)
         cols_off = plan.w_elems
         y_buf, y_off = self.buf(y)
-        panel = _panel_layout(s, self.device, False)
         for q0, p in plan.chunks():
             ldb = round_up(p, tile.tn)
             self._im2col(
@@ -598,7 +601,7 @@ class Im2colKernel(OpenCLKernel):
         """1x1, stride 1, unpadded: one GEMM launch per call with B = x itself."""
         s = self.spec
         i32 = np.int32
-        prog = self._program(queue, tile, b, b_direct=True)
+        prog = self._program(queue, tile, b, b_direct=True, panel=False)
         cig, cog = s.in_per_group, s.out_per_group
         out_pos = math.prod(s.out_size)
         total = s.batch * out_pos

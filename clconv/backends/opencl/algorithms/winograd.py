@@ -395,9 +395,11 @@ class WinogradKernel(CachedWeightKernel):
         self.group = group
         self.params = tile_params(self.plan.tile, group)
 
-    def _program(self, ctx: Any, has_bias: bool) -> Any:
+    def _program(self, ctx: Any, has_bias: bool, direct: bool | None = None) -> Any:
+        """``direct``: :func:`reads_x_directly` as the caller decided it for its launches
+        (None: decided here; the filter transform does not depend on it)."""
         stream = int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt))
-        direct = int(reads_x_directly(self.spec, self.plan.mt))
+        direct = int(reads_x_directly(self.spec, self.plan.mt) if direct is None else direct)
         return self.memo_program((ctx.int_ptr, has_bias, stream, direct), lambda: self.program(
             ctx,
             "winograd.cl",
@@ -446,7 +448,8 @@ class WinogradKernel(CachedWeightKernel):
         p = self.plan
         tile = p.tile
         i32 = np.int32
-        prog = self._program(queue.context, b is not None)
+        direct = reads_x_directly(s, p.mt)  # once: the program and the launches agree
+        prog = self._program(queue.context, b is not None, direct)
         ih, iw = s.in_size
         oh, ow = s.out_size
         ph, pw = s.pad_before
@@ -460,12 +463,12 @@ class WinogradKernel(CachedWeightKernel):
         dh, dw = s.dilation
         gather = gathers(s)
         hp, wp = ih + ph + s.pad_after[0], iw + pw + s.pad_after[1]
-        direct = reads_x_directly(s, p.mt)
         with self.algorithm.pool.hold(queue, p.workspace_bytes()) as ws:
             for c in p.chunks():
                 xph = p.xph(c.nth)
                 rows = c.nimg * s.in_channels * xph
-                if direct:  # the input transform reads x itself: no padded copy
+                source = [ws, i32(0)]  # the input transform reads the padded copy or phase images
+                if direct:  # ... or x itself: no copy
                     source = [x_buf, x_off, i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0), i32(c.th0 * p.mt)]
                 elif gather:  # phase images (space-to-batch), padding values included
                     runtime.launch(
@@ -480,8 +483,6 @@ class WinogradKernel(CachedWeightKernel):
                         x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
                         i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
                     )
-                if not direct:
-                    source = [ws, i32(0)]
                 count = c.rows * p.tw
                 tcp = p.tcp(c.rows)
                 ntb = tcp // tile.tm
