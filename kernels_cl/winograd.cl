@@ -27,7 +27,11 @@
  *
  * The GEMM is register-blocked: a work-item computes TM tiles x TN = VW*NV output channels of one
  * (g, xi) with TM*NV vector accumulators, reading per ci NV aligned vectors of U and TM scalars of
- * V. No edge cases: the host pads C_out to TN and the tiles to TM. Plain a*b+c on purpose (not
+ * V. WPF > 0 (PoCL's CPU devices): V's and U's values WPF k ahead are prefetched; V's rows lie
+ * A2*TM values apart (1152 bytes for F(4x4) x 8 tiles), and without it the GEMM ran at 60-70% of
+ * its speed with it (AVX-512 Xeon: ResNet-50 3x3 at 56 0.306 -> 0.241 ms, 28 0.274 -> 0.214, VGG
+ * 2.26 -> 1.70; prefetching U as well: 7x7, which streams U, 0.795 -> 0.683). No edge cases:
+ * the host pads C_out to TN and the tiles to TM. Plain a*b+c on purpose (not
  * fma()/mad()), vectors through cast pointers (vloadN/vstoreN are function calls on PoCL's CPU
  * driver; unaligned vectors through typedefs that lower the alignment). The reduction order is
  * fixed: the same bits every run.
@@ -52,7 +56,8 @@
  *   HAS_BIAS (0/1), PADDING_MODE (common.h: gather_phases and the non-finite fallback),
  *   OUT_STREAM (0/1: staged, streaming output stores; see output_transform),
  *   DIRECT_X (0/1: the input transform reads x itself, in place of pad_input's copy; float32
- *   and float64 with zero padding and no dilation; see input_transform).
+ *   and float64 with zero padding and no dilation; see input_transform), WPF (0 or the GEMM's
+ *   prefetch distance in k, see wino_gemm; the output transform then prefetches too).
  */
 #include "common.h"
 
@@ -64,6 +69,9 @@
 
 #ifndef DIRECT_X
 #define DIRECT_X 0
+#endif
+#ifndef WPF
+#define WPF 0
 #endif
 
 #define WCAT2(a, b) a##b
@@ -309,10 +317,10 @@ __kernel void gather_phases(
  * stores, one page apart per xi, cost ten times more on PoCL). */
 #if ALPHA == 4 && SEG == 8
 #define ROWLEN 18 /* values a LOAD_ROW reads */
-#define LOAD_ROW_AS(AS, p, d)                                         \
+#define LOAD_ROW_WITH(LD, AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const AS UV16*)(p);            \
-        const V16 s1_ = *(const AS UV16*)((p) + 2);      \
+        const V16 s0_ = LD(AS, 16, p, 0);            \
+        const V16 s1_ = LD(AS, 16, p, 2);      \
         (d)[0] = s0_.even;                                     \
         (d)[1] = s0_.odd;                                      \
         (d)[2] = s1_.even;                                     \
@@ -320,10 +328,10 @@ __kernel void gather_phases(
     } while (0)
 #elif ALPHA == 4 && SEG == 4
 #define ROWLEN 10
-#define LOAD_ROW_AS(AS, p, d)                                         \
+#define LOAD_ROW_WITH(LD, AS, p, d)                                         \
     do {                                                       \
-        const V8 s0_ = *(const AS UV8*)(p);              \
-        const V8 s1_ = *(const AS UV8*)((p) + 2);        \
+        const V8 s0_ = LD(AS, 8, p, 0);              \
+        const V8 s1_ = LD(AS, 8, p, 2);        \
         (d)[0] = s0_.even;                                     \
         (d)[1] = s0_.odd;                                      \
         (d)[2] = s1_.even;                                     \
@@ -331,12 +339,12 @@ __kernel void gather_phases(
     } while (0)
 #elif ALPHA == 6 && SEG == 8
 #define ROWLEN 34
-#define LOAD_ROW_AS(AS, p, d)                                         \
+#define LOAD_ROW_WITH(LD, AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const AS UV16*)(p);            \
-        const V16 s1_ = *(const AS UV16*)((p) + 16);     \
-        const V16 s2_ = *(const AS UV16*)((p) + 2);      \
-        const V16 s3_ = *(const AS UV16*)((p) + 18);     \
+        const V16 s0_ = LD(AS, 16, p, 0);            \
+        const V16 s1_ = LD(AS, 16, p, 16);     \
+        const V16 s2_ = LD(AS, 16, p, 2);      \
+        const V16 s3_ = LD(AS, 16, p, 18);     \
         (d)[0] = __builtin_shufflevector(s0_, s1_, 0, 4, 8, 12, 16, 20, 24, 28);  \
         (d)[1] = __builtin_shufflevector(s0_, s1_, 1, 5, 9, 13, 17, 21, 25, 29);  \
         (d)[2] = __builtin_shufflevector(s0_, s1_, 2, 6, 10, 14, 18, 22, 26, 30); \
@@ -346,10 +354,10 @@ __kernel void gather_phases(
     } while (0)
 #elif ALPHA == 6 && SEG == 4
 #define ROWLEN 18
-#define LOAD_ROW_AS(AS, p, d)                                         \
+#define LOAD_ROW_WITH(LD, AS, p, d)                                         \
     do {                                                       \
-        const V16 s0_ = *(const AS UV16*)(p);            \
-        const V16 s2_ = *(const AS UV16*)((p) + 2);      \
+        const V16 s0_ = LD(AS, 16, p, 0);            \
+        const V16 s2_ = LD(AS, 16, p, 2);      \
         (d)[0] = s0_.s048c;                                    \
         (d)[1] = s0_.s159d;                                    \
         (d)[2] = s0_.s26ae;                                    \
@@ -360,25 +368,53 @@ __kernel void gather_phases(
 #else
 #error "SEG must be 4 or 8"
 #endif
+/* a row's unaligned vector at p + off: plainly, or with the lanes outside the input row
+ * (columns col0 + off + lane outside [0, IW)) zeroed, the load itself staying inside x */
+#define LD_PLAIN(AS, n, p, off) (*(const AS WCAT(UV, n)*)((p) + (off)))
+#define LD_MASKED(AS, n, p, off) \
+    select((WCAT(GACC, n))(0), LD_PLAIN(AS, n, p, off), WCAT(COL_IN, n)(col0 + (off)))
+#define LOAD_ROW_AS(AS, p, d) LOAD_ROW_WITH(LD_PLAIN, AS, p, d)
 #define LOAD_ROW(p, d) LOAD_ROW_AS(__global, p, d)
 
 #if DIRECT_X
-/* Row r of the patch rows of a run, read from x itself: inside the input, straight from x;
- * touching its border, through a private row of ROWLEN values with zeros outside. */
+#if CLCONV_DTYPE == 64
+#define COL_IDX16 ((long16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define COL_IDX8 ((long8)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define COL_IDX16 ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define COL_IDX8 ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#endif
+/* lanes of a vector whose first value is column c that lie inside the input row */
+#define COL_IN16(c) (((c) + COL_IDX16 >= 0) & ((c) + COL_IDX16 < IW))
+#define COL_IN8(c) (((c) + COL_IDX8 >= 0) & ((c) + COL_IDX8 < IW))
+/* Row r of the patch rows of a run, read from x itself. Rows outside the input are zeros; a row
+ * whose ROWLEN columns lie inside the input is loaded as it is; one that crosses the input's left
+ * or right edge is loaded as the same vectors with the lanes outside the row zeroed (the loads
+ * read the neighbouring rows' values there, inside x: at = its first value's index, within
+ * [x_off, x_end)); only the first and last rows of x, whose loads would leave it, go through a
+ * private row of ROWLEN scalars (reading them one by one cost ~2x the whole kernel's time at
+ * 56x56 and 28x28, where every run touches an edge). */
 #define GET_ROW(r, dst)                                                                    \
     do {                                                                                   \
         const int ih_ = ih0 + (r);                                                         \
-        if (cols_inside && ih_ >= 0 && ih_ < IH) {                                         \
-            LOAD_ROW(xc + ih_ * IW + col0, dst);                                           \
-        } else {                                                                           \
-            GACC st_[ROWLEN];                                                              \
-            const bool row_in_ = ih_ >= 0 && ih_ < IH;                                     \
+        if (ih_ < 0 || ih_ >= IH) {                                                        \
             _Pragma("unroll")                                                              \
-            for (int j_ = 0; j_ < ROWLEN; ++j_) {                                          \
-                const int iw_ = col0 + j_;                                                 \
-                st_[j_] = row_in_ && iw_ >= 0 && iw_ < IW ? xc[ih_ * IW + iw_] : (GACC)0;  \
+            for (int c_ = 0; c_ < ALPHA; ++c_) (dst)[c_] = (VS)(0);                        \
+        } else {                                                                           \
+            const int at_ = xc + ih_ * IW + col0;                                          \
+            if (cols_inside) {                                                             \
+                LOAD_ROW(x + at_, dst);                                                    \
+            } else if (at_ >= x_off && at_ <= x_end - ROWLEN) {                            \
+                LOAD_ROW_WITH(LD_MASKED, __global, x + at_, dst);                          \
+            } else {                                                                       \
+                GACC st_[ROWLEN];                                                          \
+                _Pragma("unroll")                                                          \
+                for (int j_ = 0; j_ < ROWLEN; ++j_) {                                      \
+                    const int iw_ = col0 + j_;                                             \
+                    st_[j_] = iw_ >= 0 && iw_ < IW ? x[at_ + j_] : (GACC)0;                \
+                }                                                                          \
+                LOAD_ROW_AS(__private, st_, dst);                                          \
             }                                                                              \
-            LOAD_ROW_AS(__private, st_, dst);                                              \
         }                                                                                  \
     } while (0)
 #else
@@ -387,7 +423,7 @@ __kernel void gather_phases(
 
 __kernel void input_transform(
 #if DIRECT_X /* x itself (T == GACC), no padded copy: x_off, the input size, padding, chunk */
-    __global const GACC* restrict x, const int x_off,
+    __global const GACC* restrict x, const int x_off, const int x_end,
     const int IH, const int IW, const int PH, const int PW, const int n0, const int r0,
 #else
     __global const GACC* restrict xp, const int xp_off,
@@ -412,7 +448,7 @@ __kernel void input_transform(
         const int ih0 = r0 + thl * MT - PH;
         const int col0 = (tw - lane) * MT - PW;
         const bool cols_inside = col0 >= 0 && col0 + ROWLEN <= IW;
-        const __global GACC* xc = x + x_off + ((n0 + nl) * C_in + ci) * IH * IW;
+        const int xc = x_off + ((n0 + nl) * C_in + ci) * IH * IW; /* the channel's plane */
 #else
         const __global GACC* p =
             xp + xp_off + ((nl * C_in + ci) * XPH + thl * MT) * XPW + (SEG + tw - lane) * MT;
@@ -469,6 +505,11 @@ __kernel void wino_gemm(
 #pragma unroll
         for (int j = 0; j < NV; ++j) acc[i][j] = (VACC)(0);
     for (int k = 0; k < cig; ++k) {
+#if WPF
+        __builtin_prefetch(vp + WPF * A2 * TM);
+#pragma unroll
+        for (int j = 0; j < NV; ++j) __builtin_prefetch(up + WPF * NV + j);
+#endif
         VACC b[NV];
 #pragma unroll
         for (int j = 0; j < NV; ++j) b[j] = up[j];
@@ -620,6 +661,12 @@ __kernel void output_transform(
         const __global GACC* mp = m + m_off + (tb * A2 * TM + i) * CPT + cv * VW;
 #pragma unroll
         for (int xi = 0; xi < A2; ++xi) mm[xi] = *(const __global VACC*)(mp + xi * TM * CPT);
+#if WPF /* the next tile's M (2 KiB strides): VGG's 3x3 layer 0.83 -> 0.69 ms, 56/28 unchanged */
+        if (i + 1 < TM) {
+#pragma unroll
+            for (int xi = 0; xi < A2; ++xi) __builtin_prefetch(mp + CPT + xi * TM * CPT);
+        }
+#endif
 #define VTMP VACC
         VACC tmp[MT * ALPHA], yy[MT * MT];
 #pragma unroll

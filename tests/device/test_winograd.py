@@ -571,6 +571,32 @@ def test_input_transform_reading_x_matches_the_padded_copy(cl_device, variant, d
     assert not _direct_x(padded)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_transform_reading_x_inside_a_nan_buffer(cl_device, dtype):
+    """F(4x4)'s input transform loads rows that cross the input's left or right edge as whole
+    vectors and zeroes the lanes outside the row (the loads read the neighbouring rows there).
+    Here x is a device array at an element offset in a buffer full of NaN on both sides, 56 wide
+    like ResNet-50's layer (every run of 8 tiles touches an edge): nothing outside x may reach
+    the result (a NaN read would give a NaN output, or a direct-fallback tile with other
+    rounding); the result matches the reference and has the bits of x passed from the host."""
+    import pyopencl.array as cl_array
+
+    spec = _spec((2, 3, 20, 56), (4, 3, 3, 3), dtype, padding=1)
+    x, w, b = _arrays(spec, seed=7)
+    kernel = _kernel("f4", spec, cl_device)
+    assert winograd.reads_x_directly(spec, kernel.plan.mt)
+    q = cl_device.queue
+    pad = 37
+    big = np.full(x.size + 2 * pad, np.nan, dtype)
+    big[pad:pad + x.size] = x.ravel()
+    xd = cl_array.to_device(q, big)[pad:pad + x.size].reshape(x.shape)
+    assert xd.offset == pad * x.itemsize
+    y = kernel(xd, cl_array.to_device(q, w), cl_array.to_device(q, b)).get()
+    assert np.isfinite(y).all()
+    check_result(spec, "winograd", x, w, b, y)
+    assert y.tobytes() == kernel(x, w, b).tobytes()
+
+
 def test_reads_x_directly_only_for_f4x4_float32_float64_zero_padding(monkeypatch):
     f4 = winograd.WinogradF4.mt
     assert winograd.reads_x_directly(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), f4)

@@ -65,6 +65,7 @@ from .. import runtime
 from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, round_up
 from ..runtime import cl, cl_array
 from ..weightcache import CachedWeightKernel, FilterEntry
+from .im2col import prefetches
 
 #: Upper bound on the workspace (padded input, V and M of one chunk) in bytes (module-level so
 #: tests can shrink it and force chunking).
@@ -77,6 +78,12 @@ WORKSPACE_BUDGET = 64 * 2**20
 #: 3.32 / - and, in another run, - / 2.79 / 2.57 / 2.96 (4 / 2 / 1 chunks: one chunk spills
 #: the cache); DeepLab d=2 3.62 / 3.28 / 3.00, d=6 (F(2x2)) 3.44 / 3.15 / 3.33 / 3.49.
 CHUNK_BYTES = 16 * 2**20
+
+#: The GEMM's prefetch distance in k where :func:`..im2col.prefetches` (PoCL's CPU devices, unless
+#: ``CLCONV_GEMM_PREFETCH=0``): see wino_gemm in kernels_cl/winograd.cl. Measured (AVX-512 Xeon,
+#: GEMM launch alone, ms, none / 4 / 8 / 16 k ahead): ResNet-50 3x3 at 56 0.306 / 0.268 / 0.241 /
+#: 0.248, 28 0.274 / 0.235 / 0.214 / 0.242, VGG 2.26 / 1.94 / 1.70 / 1.65.
+GEMM_PREFETCH = 8
 
 #: Local sizes: filter transform and padded copy (1-D), input transform (channels, tile blocks),
 #: output transform (channel vectors, tile blocks), GEMM (tile blocks per work-group, at most).
@@ -341,8 +348,12 @@ def reads_x_directly(spec: ConvSpec, mt: int) -> bool:
     """Whether the input transform reads x itself (``DIRECT_X``) instead of a zero-padded copy
     that ``pad_input`` writes first: F(4x4,3x3) in float32 and float64, for specs that
     :func:`gathers` nothing, unless ``CLCONV_WINOGRAD_PAD=1`` (kept for measuring the two
-    against each other). The copy costs a launch and a pass over the input, the direct reads a
-    scalar, bounds-checked row wherever a run of tiles touches the input's border. Measured
+    against each other). The copy costs a launch and a pass over the input; the direct reads load
+    a row that crosses the input's left or right edge as the same vectors with the lanes outside
+    it zeroed (only x's first and last rows, where such loads would leave x, go through a scalar,
+    bounds-checked row: reading every edge row that way, as at first, made the input transform
+    0.235 ms at 56x56 and 0.165 at 28x28, where every run touches an edge; now 0.143 and 0.096,
+    the copy's 0.13 and 0.09 without its 0.07 ms launch). Measured before that change
     (PoCL 3.1, AVX-512 Xeon, ms, copy / direct, medians of 21 and 31 interleaved rounds,
     ``python benchmarks/winograd_pad.py``): F(4x4) ResNet-50 3x3 at 56 1.06x / 1.00x, 28 1.06x /
     1.00x, 14 1.10x / 1.05x, 7 1.10x / 1.03x, VGG 1.03x / 1.03x; F(2x2), whose rows are shorter
@@ -400,7 +411,8 @@ class WinogradKernel(CachedWeightKernel):
         (None: decided here; the filter transform does not depend on it)."""
         stream = int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt))
         direct = int(reads_x_directly(self.spec, self.plan.mt) if direct is None else direct)
-        return self.memo_program((ctx.int_ptr, has_bias, stream, direct), lambda: self.program(
+        wpf = GEMM_PREFETCH if prefetches(self.device) else 0
+        return self.memo_program((ctx.int_ptr, has_bias, stream, direct, wpf), lambda: self.program(
             ctx,
             "winograd.cl",
             {
@@ -409,6 +421,7 @@ class WinogradKernel(CachedWeightKernel):
                 "PADDING_MODE": _MODE[self.spec.padding_mode],
                 "OUT_STREAM": stream,
                 "DIRECT_X": direct,
+                "WPF": wpf,
                 **self.plan.tile.defines(),
             },
         ))
@@ -469,7 +482,9 @@ class WinogradKernel(CachedWeightKernel):
                 rows = c.nimg * s.in_channels * xph
                 source = [ws, i32(0)]  # the input transform reads the padded copy or phase images
                 if direct:  # ... or x itself: no copy
-                    source = [x_buf, x_off, i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0), i32(c.th0 * p.mt)]
+                    x_end = int(x_off) + s.batch * s.in_channels * ih * iw  # the loads stay below
+                    source = [x_buf, x_off, i32(x_end), i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0),
+                              i32(c.th0 * p.mt)]
                 elif gather:  # phase images (space-to-batch), padding values included
                     runtime.launch(
                         queue, prog, "gather_phases", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
