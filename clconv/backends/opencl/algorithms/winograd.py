@@ -91,6 +91,12 @@ GEMM_PREFETCH = 8
 _FILTER_LOCAL = 64
 _PAD_LOCAL = 8
 _INPUT_LOCAL = (8, 1)
+#: ... except the input transform reading x itself (DIRECT_X) on CPU devices: one work-item per
+#: work-group. Measured (PoCL 3.1, AVX-512 Xeon, ms, kernel alone, (8, 1) / (1, 1), two runs):
+#: F(4x4) ResNet-50 3x3 at 56 0.156-0.159 / 0.131-0.134, 28 0.095 / 0.085-0.091, VGG
+#: 0.665-0.682 / 0.560-0.592; F(2x2), which reads pad_input's copy, was slower with (1, 1)
+#: (0.16 / 0.19-0.20 at 56; DeepLab d=2 0.34 / 0.49-0.52).
+_INPUT_LOCAL_DIRECT_CPU = (1, 1)
 _OUTPUT_LOCAL = (1, 4)
 _GEMM_GROUP = 8
 
@@ -501,7 +507,7 @@ class WinogradKernel(CachedWeightKernel):
                 count = c.rows * p.tw
                 tcp = p.tcp(c.rows)
                 ntb = tcp // tile.tm
-                l0, l1 = _INPUT_LOCAL
+                l0, l1 = _INPUT_LOCAL_DIRECT_CPU if direct and self.device.kind == "cpu" else _INPUT_LOCAL
                 runtime.launch(
                     queue, prog, "input_transform",
                     (round_up(s.in_channels, l0), round_up(ntb, l1)), (l0, l1),
