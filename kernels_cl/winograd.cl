@@ -6,6 +6,8 @@
  *   V = B^T d B        pad_input + input_transform: ALPHA x ALPHA patches of a zero-padded copy
  *   M_xi = V_xi @ U_xi wino_gemm: one GEMM per group and transform position xi
  *   Y = A^T M A + bias output_transform, straight into the NCHW output
+ *                      (wino_gemm_out: the last two in one kernel, M kept in private memory;
+ *                      the host's choice on CPU devices)
  *
  * Tiles: output tile (th, tw) of image n covers outputs [th*MT, th*MT+MT) x [tw*MT, tw*MT+MT) and
  * reads the input patch whose top-left is (th*MT - PH, tw*MT - PW). The host runs the tiles in
@@ -622,38 +624,176 @@ inline void stream_row(const VMT v, __global float* p)
 }
 #endif
 
+/* The arguments that place outputs and recompute non-finite tiles (output_transform and the fused
+ * wino_gemm_out): x and w for the direct fallback, bias, y, shapes, the chunk (n0, th0, nth, count
+ * tiles), dilation. */
+#define OUT_PARAMS                                                                                  \
+    __global const T* restrict x, const int x_off, __global const T* restrict w, const int w_off,   \
+    __global const T* restrict bias, const int b_off, __global T* restrict y, const int y_off,      \
+    const int C_in, const int C_out, const int cig, const int cog, const int CPg, const int CPT,     \
+    const int IH, const int IW, const int OH, const int OW, const int PH, const int PW,              \
+    const int n0, const int th0, const int nth, const int TW, const int count, const int DH,        \
+    const int DW
+#define OUT_ARGS x, x_off, w, w_off, bias, b_off, y, y_off, C_in, C_out, cig, cog, CPg, CPT, IH, IW, \
+    OH, OW, PH, PW, n0, th0, nth, TW, count, DH, DW
+#if OUT_STREAM
+#define STAGE_PARAMS , VMT* stage, int* stage_at
+#define STAGE_ARGS , stage, stage_at
+#else
+#define STAGE_PARAMS
+#define STAGE_ARGS
+#endif
+
+/* Tile t (the i-th of its block) of the VW output channels from cl0 (lanes of them valid) of
+ * group g, from its A2 transform values mm: Y = A^T M A plus bias bv, stored into y (or staged:
+ * OUT_STREAM), a non-finite tile recomputed directly. Image n0 + nl of the chunk is phase image q:
+ * output (i, j) of its tiles goes to y[n][co][pa + DH*i][pb + DW*j] (DH = DW = 1: the image
+ * itself), and only where that is inside the OH x OW output (batch-to-space, cropped). */
+inline void out_tile(const VACC* mm, const int t, const int i, const int g, const int cl0, const int lanes,
+                     const VACC bv, OUT_PARAMS STAGE_PARAMS)
+{
+#define VTMP VACC
+    VACC tmp[MT * ALPHA], yy[MT * MT];
+#pragma unroll
+    for (int c = 0; c < ALPHA; ++c) AT_1D((mm + c), (tmp + c), ALPHA);       /* A^T M: columns */
+#pragma unroll
+    for (int r = 0; r < MT; ++r) AT_1D((tmp + ALPHA * r), (yy + MT * r), 1);  /* (A^T M) A: rows */
+#undef VTMP
+    /* any NaN or Inf in M or Y: recompute these outputs directly (see the file comment).
+     * Y alone is probed: every entry of M reaches some output of the tile with a nonzero
+     * coefficient (every column of A^T has one), and sums and products with nonzero finite
+     * constants keep a NaN or an Inf non-finite, so a non-finite M shows in Y (probing M
+     * as well cost 5-10% of this kernel). */
+    VACC probe = (VACC)(0);
+#pragma unroll
+    for (int k = 0; k < MT * MT; ++k) probe += yy[k] - yy[k];
+    const bool direct = any(isnan(probe));
+
+    const int rr = t / TW, tw = t - rr * TW;
+    const int nl = rr / nth;
+    const int img = n0 + nl, th = th0 + rr - nl * nth;
+    const int n = img / (DH * DW), ab = img - n * (DH * DW);
+    const int pa = ab / DW, pb = ab - pa * DW;
+    const int oh0 = th * MT, ow0 = tw * MT; /* in the phase image */
+    /* outputs of this phase: (OH - pa) / DH rows rounded up, likewise columns */
+    const int rows = min(MT, (OH - pa + DH - 1) / DH - oh0);
+    const int cols = min(MT, (OW - pb + DW - 1) / DW - ow0);
+    if (rows <= 0 || cols <= 0) return; /* a tile past the output's end (a phase's last) */
+    const int co0 = g * cog + cl0;
+    const int rs = DH * OW; /* output row stride of one phase row */
+    const int yo = y_off + ((n * C_out + co0) * OH + pa + DH * oh0) * OW + pb + DW * ow0;
+    __global T* yp = y + yo;
+    const int plane = OH * OW;
+#if HAS_BIAS
+#pragma unroll
+    for (int k = 0; k < MT * MT; ++k) yy[k] += bv;
+#endif
+    if (!direct && lanes == VW && rows == MT && cols == MT) {
+        /* the common case: every lane and every output of the tile; each output row of each
+         * channel is one short vector store (DW = 1) or MT scalars DW apart, built with
+         * constant lane indices */
+        if (DW == 1) {
+#if OUT_STREAM
+            stage_tile(yy, stage + i * VW * MT);
+            stage_at[i] = yo;
+#else
+#pragma unroll
+            for (int e = 0; e < VW; ++e)
+#pragma unroll
+                for (int r = 0; r < MT; ++r) STORE_ROW(yy + r * MT, e, yp + e * plane + r * rs);
+#endif
+        } else {
+#pragma unroll
+            for (int e = 0; e < VW; ++e)
+#pragma unroll
+                for (int r = 0; r < MT; ++r)
+#pragma unroll
+                    for (int c = 0; c < MT; ++c)
+                        STORE(LANE(yy[r * MT + c], e), yp, e * plane + r * rs + c * DW);
+        }
+        return;
+    }
+    for (int e = 0; e < lanes; ++e) {
+        const int co = co0 + e;
+        if (!direct) {
+            for (int r = 0; r < rows; ++r)
+                for (int c = 0; c < cols; ++c)
+                    STORE(yy[r * MT + c][e], yp, e * plane + r * rs + c * DW);
+            continue;
+        }
+#if HAS_BIAS
+        const GACC b = LOAD(bias, b_off + co);
+#else
+        const GACC b = (GACC)0;
+#endif
+        for (int r = 0; r < rows; ++r) {
+            const int oy = pa + DH * (oh0 + r);
+            for (int c = 0; c < cols; ++c) {
+                const int ox = pb + DW * (ow0 + c);
+                GACC acc = (GACC)0;
+                for (int ci = 0; ci < cig; ++ci) {
+                    const int xc = x_off + (n * C_in + g * cig + ci) * IH * IW;
+                    const int wc = w_off + (co * cig + ci) * 9;
+                    for (int kh = 0; kh < 3; ++kh) {
+                        const int ih = clconv_pad_index(oy - PH + DH * kh, IH, PADDING_MODE);
+                        if (ih < 0) continue;
+                        for (int kw = 0; kw < 3; ++kw) {
+                            const int iw = clconv_pad_index(ox - PW + DW * kw, IW, PADDING_MODE);
+                            if (iw < 0) continue;
+                            acc += LOAD(x, xc + ih * IW + iw) * LOAD(w, wc + kh * 3 + kw);
+                        }
+                    }
+                }
+                STORE(acc + b, yp, e * plane + r * rs + c * DW);
+            }
+        }
+    }
+}
+
+/* The channel vector cv (over all groups' padded channels): its group g, first channel cl0 within
+ * the group and valid lanes (CPg % VW == 0: a vector never straddles groups), and its bias. */
+#if HAS_BIAS
+#define OUT_BIAS_VECTOR(bv)                                                                       \
+    VACC bv = (VACC)(0);                                                                          \
+    for (int e = 0; e < lanes; ++e) bv[e] = LOAD(bias, b_off + g * cog + cl0 + e)
+#else
+#define OUT_BIAS_VECTOR(bv) const VACC bv = (VACC)(0)
+#endif
+#if OUT_STREAM
+#define OUT_STAGE_DECL                                                                            \
+    VMT stage[TM * VW * MT];                                                                      \
+    int stage_at[TM]; /* a staged tile's first output (an index into y), or -1 */                \
+    _Pragma("unroll") for (int i_ = 0; i_ < TM; ++i_) stage_at[i_] = -1
+/* the staged rows, channel by channel, row by row, tile fastest */
+inline void out_flush(const VMT* stage, const int* stage_at, __global float* y, const int OH, const int OW,
+                      const int DH)
+{
+    const int plane = OH * OW, rs = DH * OW;
+    for (int e = 0; e < VW; ++e)
+        for (int r = 0; r < MT; ++r)
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+                if (stage_at[i] >= 0) stream_row(stage[(i * VW + e) * MT + r], y + stage_at[i] + e * plane + r * rs);
+}
+#define OUT_FLUSH out_flush(stage, stage_at, y, OH, OW, DH)
+#else
+#define OUT_STAGE_DECL
+#define OUT_FLUSH
+#endif
+
 /* One work-item per (vector of VW output channels, tile block): get_global_id(0) = channel vector
  * (over all groups' padded channels), get_global_id(1) = tile block tb; it walks the TM tiles of
- * the block (their M rows are CPT apart). Image n0 + nl of the chunk is phase image q: output
- * (i, j) of its tiles goes to y[n][co][pa + DH*i][pb + DW*j] (DH = DW = 1: the image itself), and
- * only where that is inside the OH x OW output (batch-to-space, cropped). */
-__kernel void output_transform(
-    __global const GACC* restrict m, const int m_off,
-    __global const T* restrict x, const int x_off,
-    __global const T* restrict w, const int w_off,
-    __global const T* restrict bias, const int b_off,
-    __global T* restrict y, const int y_off,
-    const int C_in, const int C_out, const int cig, const int cog, const int CPg, const int CPT,
-    const int IH, const int IW, const int OH, const int OW, const int PH, const int PW,
-    const int n0, const int th0, const int nth, const int TW, const int count,
-    const int DH, const int DW)
+ * the block (their M rows are CPT apart). */
+__kernel void output_transform(__global const GACC* restrict m, const int m_off, OUT_PARAMS)
 {
     const int cv = get_global_id(0);
     const int tb = get_global_id(1);
     if (cv * VW >= CPT || tb * TM >= count) return;
     const int g = (cv * VW) / CPg, cl0 = cv * VW - g * CPg;
-    const int lanes = min(VW, cog - cl0); /* valid channels of this vector (CPg % VW == 0) */
+    const int lanes = min(VW, cog - cl0); /* valid channels of this vector */
     if (lanes <= 0) return;
-#if HAS_BIAS
-    VACC bv = (VACC)(0);
-    for (int e = 0; e < lanes; ++e) bv[e] = LOAD(bias, b_off + g * cog + cl0 + e);
-#endif
-#if OUT_STREAM
-    VMT stage[TM * VW * MT];
-    int stage_at[TM]; /* a staged tile's first output (an index into y), or -1 */
-#pragma unroll
-    for (int i = 0; i < TM; ++i) stage_at[i] = -1;
-#endif
+    OUT_BIAS_VECTOR(bv);
+    OUT_STAGE_DECL;
     for (int i = 0; i < TM; ++i) { /* the tiles of block tb, one after another */
         const int t = tb * TM + i;
         if (t >= count) break;
@@ -667,109 +807,73 @@ __kernel void output_transform(
             for (int xi = 0; xi < A2; ++xi) __builtin_prefetch(mp + CPT + xi * TM * CPT);
         }
 #endif
-#define VTMP VACC
-        VACC tmp[MT * ALPHA], yy[MT * MT];
-#pragma unroll
-        for (int c = 0; c < ALPHA; ++c) AT_1D((mm + c), (tmp + c), ALPHA);       /* A^T M: columns */
-#pragma unroll
-        for (int r = 0; r < MT; ++r) AT_1D((tmp + ALPHA * r), (yy + MT * r), 1);  /* (A^T M) A: rows */
-#undef VTMP
-        /* any NaN or Inf in M or Y: recompute these outputs directly (see the file comment).
-         * Y alone is probed: every entry of M reaches some output of the tile with a nonzero
-         * coefficient (every column of A^T has one), and sums and products with nonzero finite
-         * constants keep a NaN or an Inf non-finite, so a non-finite M shows in Y (probing M
-         * as well cost 5-10% of this kernel). */
-        VACC probe = (VACC)(0);
-#pragma unroll
-        for (int k = 0; k < MT * MT; ++k) probe += yy[k] - yy[k];
-        const bool direct = any(isnan(probe));
-
-        const int rr = t / TW, tw = t - rr * TW;
-        const int nl = rr / nth;
-        const int img = n0 + nl, th = th0 + rr - nl * nth;
-        const int n = img / (DH * DW), ab = img - n * (DH * DW);
-        const int pa = ab / DW, pb = ab - pa * DW;
-        const int oh0 = th * MT, ow0 = tw * MT; /* in the phase image */
-        /* outputs of this phase: (OH - pa) / DH rows rounded up, likewise columns */
-        const int rows = min(MT, (OH - pa + DH - 1) / DH - oh0);
-        const int cols = min(MT, (OW - pb + DW - 1) / DW - ow0);
-        if (rows <= 0 || cols <= 0) continue; /* a tile past the output's end (a phase's last) */
-        const int co0 = g * cog + cl0;
-        const int rs = DH * OW; /* output row stride of one phase row */
-        const int yo = y_off + ((n * C_out + co0) * OH + pa + DH * oh0) * OW + pb + DW * ow0;
-        __global T* yp = y + yo;
-        const int plane = OH * OW;
-#if HAS_BIAS
-#pragma unroll
-        for (int k = 0; k < MT * MT; ++k) yy[k] += bv;
-#endif
-        if (!direct && lanes == VW && rows == MT && cols == MT) {
-            /* the common case: every lane and every output of the tile; each output row of each
-             * channel is one short vector store (DW = 1) or MT scalars DW apart, built with
-             * constant lane indices */
-            if (DW == 1) {
-#if OUT_STREAM
-                stage_tile(yy, stage + i * VW * MT);
-                stage_at[i] = yo;
-#else
-#pragma unroll
-                for (int e = 0; e < VW; ++e)
-#pragma unroll
-                    for (int r = 0; r < MT; ++r) STORE_ROW(yy + r * MT, e, yp + e * plane + r * rs);
-#endif
-            } else {
-#pragma unroll
-                for (int e = 0; e < VW; ++e)
-#pragma unroll
-                    for (int r = 0; r < MT; ++r)
-#pragma unroll
-                        for (int c = 0; c < MT; ++c)
-                            STORE(LANE(yy[r * MT + c], e), yp, e * plane + r * rs + c * DW);
-            }
-            continue;
-        }
-        for (int e = 0; e < lanes; ++e) {
-            const int co = co0 + e;
-            if (!direct) {
-                for (int r = 0; r < rows; ++r)
-                    for (int c = 0; c < cols; ++c)
-                        STORE(yy[r * MT + c][e], yp, e * plane + r * rs + c * DW);
-                continue;
-            }
-#if HAS_BIAS
-            const GACC b = LOAD(bias, b_off + co);
-#else
-            const GACC b = (GACC)0;
-#endif
-            for (int r = 0; r < rows; ++r) {
-                const int oy = pa + DH * (oh0 + r);
-                for (int c = 0; c < cols; ++c) {
-                    const int ox = pb + DW * (ow0 + c);
-                    GACC acc = (GACC)0;
-                    for (int ci = 0; ci < cig; ++ci) {
-                        const int xc = x_off + (n * C_in + g * cig + ci) * IH * IW;
-                        const int wc = w_off + (co * cig + ci) * 9;
-                        for (int kh = 0; kh < 3; ++kh) {
-                            const int ih = clconv_pad_index(oy - PH + DH * kh, IH, PADDING_MODE);
-                            if (ih < 0) continue;
-                            for (int kw = 0; kw < 3; ++kw) {
-                                const int iw = clconv_pad_index(ox - PW + DW * kw, IW, PADDING_MODE);
-                                if (iw < 0) continue;
-                                acc += LOAD(x, xc + ih * IW + iw) * LOAD(w, wc + kh * 3 + kw);
-                            }
-                        }
-                    }
-                    STORE(acc + b, yp, e * plane + r * rs + c * DW);
-                }
-            }
-        }
+        out_tile(mm, t, i, g, cl0, lanes, bv, OUT_ARGS STAGE_ARGS);
     }
-#if OUT_STREAM
-    const int plane = OH * OW, rs = DH * OW;
-    for (int e = 0; e < VW; ++e)
-        for (int r = 0; r < MT; ++r)
+    OUT_FLUSH;
+}
+
+/* ---------------------------------------------------------------- fused GEMM + output transform
+ * CPU devices (FUSED = 1): one work-item per (tile block tb, channel block cb, group g) computes
+ * the TM x TN block of M for every transform position xi in turn (wino_gemm's loop, the same k
+ * order: the same bits), keeps the block's A2 x TM x NV vectors in private memory (36 KiB for
+ * F(4x4), TM 8, two float16 vectors: within L1) and transforms them into the outputs itself, one
+ * channel vector after another, as output_transform does. M never goes to global memory and the
+ * output transform's launch goes away. get_global_id(0) = tb, (1) = cb, (2) = g; work-groups of
+ * tile blocks share U's panels of one cb (A2 * cig * TN values) in cache. */
+__kernel void wino_gemm_out(
+    __global const GACC* restrict u, __global const GACC* restrict v, const int v_off,
+    const int NCB, const int NTB, OUT_PARAMS)
+{
+    const int tb = get_global_id(0);
+    const int cb = get_global_id(1);
+    const int g = get_global_id(2);
+    if (tb >= NTB || cb >= NCB) return;
+    VACC mb[A2][TM][NV];
+    for (int xi = 0; xi < A2; ++xi) {
+        const __global VACC* up = (const __global VACC*)(u + ((g * A2 + xi) * NCB + cb) * cig * TN);
+        const __global GACC* vp = v + v_off + ((tb * (CPT / CPg) + g) * cig * A2 + xi) * TM;
+        VACC acc[TM][NV];
 #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                if (stage_at[i] >= 0) stream_row(stage[(i * VW + e) * MT + r], y + stage_at[i] + e * plane + r * rs);
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < NV; ++j) acc[i][j] = (VACC)(0);
+        for (int k = 0; k < cig; ++k) {
+#if WPF
+            __builtin_prefetch(vp + WPF * A2 * TM);
+#pragma unroll
+            for (int j = 0; j < NV; ++j) __builtin_prefetch(up + WPF * NV + j);
 #endif
+            VACC b[NV];
+#pragma unroll
+            for (int j = 0; j < NV; ++j) b[j] = up[j];
+            up += NV;
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                const GACC a = vp[i];
+#pragma unroll
+                for (int j = 0; j < NV; ++j) acc[i][j] = a * b[j] + acc[i][j];
+            }
+            vp += A2 * TM;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < NV; ++j) mb[xi][i][j] = acc[i][j];
+    }
+    for (int j = 0; j < NV; ++j) {
+        const int cl0 = cb * TN + j * VW; /* within group g */
+        const int lanes = min(VW, cog - cl0);
+        if (lanes <= 0) return; /* padding channels (and so are the later vectors) */
+        OUT_BIAS_VECTOR(bv);
+        OUT_STAGE_DECL;
+        for (int i = 0; i < TM; ++i) {
+            const int t = tb * TM + i;
+            if (t >= count) break;
+            VACC mm[A2];
+#pragma unroll
+            for (int xi = 0; xi < A2; ++xi) mm[xi] = mb[xi][i][j];
+            out_tile(mm, t, i, g, cl0, lanes, bv, OUT_ARGS STAGE_ARGS);
+        }
+        OUT_FLUSH;
+    }
 }

@@ -696,3 +696,89 @@ def test_streams_only_large_float32_f4x4_outputs_on_cpus(cl_device, monkeypatch)
     assert not winograd.streams_output(big, cl_device, winograd.Tiling(vw=4, nv=2, tm=4), 4)
     monkeypatch.setenv("CLCONV_WINOGRAD_STREAM", "0")
     assert not winograd.streams_output(big, cl_device, tile16, 4)
+
+
+# ------------------------------------------------------------------ fused GEMM + output transform
+def _record_launches(monkeypatch):
+    """A list that collects the names of the kernels launched from now on."""
+    names = []
+    launch = winograd.runtime.launch
+
+    def record(queue, program, name, *args):
+        names.append(name)
+        return launch(queue, program, name, *args)
+
+    monkeypatch.setattr(winograd.runtime, "launch", record)
+    return names
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+@pytest.mark.parametrize(
+    "xs,ws,params,nan,stream",
+    [
+        # blocks straddling rows and images, 19 channels (a partly valid vector, padding vectors
+        # past it), bias, a non-finite tile, tile-row chunks of one image
+        ((2, 5, 14, 26), (19, 5, 3, 3), {"padding": 1}, True, False),
+        # groups (work-items along the third dimension), no bias
+        ((1, 6, 16, 16), (32, 3, 3, 3), {"groups": 2, "padding": 1, "bias": False}, False, False),
+        # dilation: phase images, outputs scattered DH and DW apart and cropped
+        ((1, 4, 19, 23), (8, 4, 3, 3), {"padding": 2, "dilation": (2, 3)}, False, False),
+        # staged, streaming stores (forced on small shapes)
+        ((2, 4, 12, 17), (16, 4, 3, 3), {"padding": 1}, True, True),
+    ],
+    ids=["straddle-nan", "groups", "dilated", "streamed"],
+)
+def test_fused_gemm_and_output_transform_match_the_separate_kernels(cl_device, variant, dtype, xs, ws, params,
+                                                                    nan, stream, monkeypatch):
+    """``wino_gemm_out`` (the GEMM transforming its own block of M into outputs: the default on
+    PoCL's CPU devices) writes the same bits as ``wino_gemm`` + ``output_transform``, every output
+    (out= poisoned), the reference's result and NaN/Inf pattern, in one launch per chunk fewer."""
+    if stream:
+        if dtype != "float32":
+            pytest.skip("streaming stores: float32 only")
+        _force_stream(monkeypatch)
+        monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=16, nv=2, tm=8))
+    if xs[0] == 2 and not stream:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
+    bias = params.pop("bias", True)
+    spec = _spec(xs, ws, dtype, bias=bias, **params)
+    x, w, b = _arrays(spec, seed=5)
+    if nan:
+        x[0, 1, 5, 6] = np.nan
+        x[-1, -1, -1, -2] = np.inf
+    names = _record_launches(monkeypatch)
+    out = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", mode)
+        kernel = _kernel(variant, spec, cl_device)
+        names.clear()
+        out[mode] = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, dtype))
+        chunks = kernel.plan.nchunks
+        if mode == "1":
+            assert names.count("wino_gemm_out") == chunks and "output_transform" not in names, names
+        else:
+            assert names.count("output_transform") == chunks and "wino_gemm_out" not in names, names
+    if params.get("dilation") is None and xs[0] == 2 and not stream:
+        assert chunks > xs[0]
+    if stream:
+        assert _streamed(kernel)
+    check_result(spec, "winograd", x, w, b, out["1"])
+    assert out["1"].tobytes() == out["0"].tobytes()
+
+
+def test_fuses_output_by_device_and_switch(cl_device, monkeypatch):
+    """Fused by default on PoCL's CPU devices only; CLCONV_WINOGRAD_FUSED forces it on or off and
+    names itself when set to anything else."""
+    from clconv.errors import ConvValueError
+
+    extra = cl_device.extra or {}
+    pocl_cpu = cl_device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+    assert winograd.fuses_output(cl_device) == pocl_cpu
+    monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "1")
+    assert winograd.fuses_output(cl_device)
+    monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "0")
+    assert not winograd.fuses_output(cl_device)
+    monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "yes")
+    with pytest.raises(ConvValueError, match="CLCONV_WINOGRAD_FUSED='yes'"):
+        winograd.fuses_output(cl_device)

@@ -6,7 +6,10 @@ chunk of tiles ``pad_input`` (a zero-padded copy of the chunk's input rows), ``i
 (V = B^T d B, the tiles of a GEMM block as vector lanes), ``wino_gemm`` (for every group and each
 of the 16 or 36 transform positions, M = V @ U, register-blocked) and ``output_transform``
 (Y = A^T M A plus bias, straight into the NCHW output; tiles with a NaN or Inf are recomputed
-directly there, so NaN/Inf propagate as in a direct convolution). Layouts: the kernel file.
+directly there, so NaN/Inf propagate as in a direct convolution). On PoCL's CPU devices the last
+two are one kernel, ``wino_gemm_out`` (:func:`fuses_output`): a work-item keeps its block of M
+for every transform position in private memory and transforms it into outputs itself, so M
+never goes to memory (its workspace region is then unused). Layouts: the kernel file.
 
 Dilation and padding modes (the "atrous via space-to-batch" trick): a stride-1 convolution with
 dilation (dh, dw) splits exactly into dh*dw undilated ones, one per phase (a, b) of the output
@@ -99,6 +102,11 @@ _INPUT_LOCAL = (8, 1)
 _INPUT_LOCAL_DIRECT_CPU = (1, 1)
 _OUTPUT_LOCAL = (1, 4)
 _GEMM_GROUP = 8
+#: The fused GEMM + output transform (:func:`fuses_output`): one tile block per work-group (each
+#: work-item does A2 times a GEMM work-item's work). Measured against the GEMM's groups of up to
+#: 8 (ms, 21 interleaved rounds, constant weights): F(4x4) ResNet-50 3x3 at 56 0.691 / 0.740,
+#: 28 0.634 / 0.676, 14 0.721 / 0.708, 7 1.058 / 1.041, VGG 2.97 / 3.03; F(2x2) 0.92-0.99x.
+_FUSED_LOCAL = 1
 
 
 @dataclass(frozen=True)
@@ -468,6 +476,7 @@ class WinogradKernel(CachedWeightKernel):
         tile = p.tile
         i32 = np.int32
         direct = reads_x_directly(s, p.mt)  # once: the program and the launches agree
+        fused = fuses_output(self.device)
         prog = self._program(queue.context, b is not None, direct)
         ih, iw = s.in_size
         oh, ow = s.out_size
@@ -515,6 +524,19 @@ class WinogradKernel(CachedWeightKernel):
                     i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
                 )
                 g0 = min(self.group, ntb)
+                out_args = (
+                    x_buf, x_off, w_buf, w_off, *bias, y_buf, y_off,
+                    i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
+                    i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
+                    i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
+                    i32(dh), i32(dw),
+                )
+                if fused:  # M stays in the work-item: one launch for the GEMM and the outputs
+                    runtime.launch(
+                        queue, prog, "wino_gemm_out", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
+                        entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args,
+                    )
+                    continue
                 runtime.launch(
                     queue, prog, "wino_gemm",
                     (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1),
@@ -525,12 +547,27 @@ class WinogradKernel(CachedWeightKernel):
                 runtime.launch(
                     queue, prog, "output_transform",
                     (round_up(p.cpt // tile.vw, o0), round_up(ntb, o1)), (o0, o1),
-                    ws, i32(m_off), x_buf, x_off, w_buf, w_off, *bias, y_buf, y_off,
-                    i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
-                    i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
-                    i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
-                    i32(dh), i32(dw),
+                    ws, i32(m_off), *out_args,
                 )
+
+
+def fuses_output(device: Device) -> bool:
+    """Whether the GEMM transforms its own block of M into outputs (``wino_gemm_out``, one launch
+    in place of ``wino_gemm`` + ``output_transform``): ``CLCONV_WINOGRAD_FUSED`` ``1`` / ``0``
+    forces it on / off; by default (``auto``) on PoCL's CPU devices, where it was measured (a
+    work-item's M block lives in private memory, 36 KiB for F(4x4): cache on a CPU, spilled
+    registers on a GPU). Measured (PoCL 3.1, AVX-512 Xeon, separate / fused, medians of 21
+    interleaved rounds, two runs, ``python benchmarks/winograd_fused.py``): F(2x2) ResNet-50 3x3
+    at 56 1.35-1.47x, 28 1.09-1.21x, 14 1.02-1.04x, 7 0.93-0.95x, VGG 1.71-1.77x, DeepLab d=2
+    1.55-1.57x; F(4x4) 1.05-1.07x, 1.03-1.04x, 0.98x, 1.02-1.05x, 1.08-1.10x, 0.98x (its GEMM
+    was already the larger part; the gain is mostly a launch and M's round trip)."""
+    mode = runtime.env("CLCONV_WINOGRAD_FUSED", "auto")
+    if mode == "auto":
+        extra = getattr(device, "extra", {}) or {}
+        return device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+    if mode in ("0", "1"):
+        return mode == "1"
+    raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
 
 
 #: The output transform stages its tiles and writes them with streaming stores (``OUT_STREAM``,
