@@ -346,6 +346,26 @@ def test_winograd_variants_are_few_valid_and_start_with_the_default(profile, cls
             assert t.tm in (4, 8) and group <= dev.max_work_group_size
 
 
+def test_winograd_blocks_for_small_weights_on_pocl_cpus():
+    """On PoCL's CPU devices a weight up to SMALL_WEIGHT_BYTES gets 4 x 4 blocks (a tile block's V
+    in L1, U in L2); larger weights, other CPU drivers and few output channels keep 8 x 2."""
+    import dataclasses
+
+    pocl = dataclasses.replace(DEVICES["avx512"], extra={**DEVICES["avx512"].extra, "platform_version": "OpenCL 3.0 PoCL 3.1"})
+    layers = {layer.name: layer.spec("float32") for layer in suite("resnet50")}
+    for name in ("resnet50.3x3-56", "resnet50.3x3-28"):
+        spec = layers[name]
+        assert spec.nbytes("weight") <= winograd.SMALL_WEIGHT_BYTES
+        assert winograd.make_plan(spec, pocl, 4).tile == winograd.Tiling(vw=16, nv=4, tm=4)
+        assert winograd.make_plan(spec, DEVICES["avx512"], 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
+    big = layers["resnet50.3x3-14"]  # 2.4 MB: U no longer fits L2
+    assert big.nbytes("weight") > winograd.SMALL_WEIGHT_BYTES
+    assert winograd.make_plan(big, pocl, 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
+    narrow = ConvSpec.from_shapes("conv", (1, 16, 56, 56), (32, 16, 3, 3), padding=1)  # C_out = 2 vectors
+    assert winograd.make_plan(narrow, pocl, 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
+    assert winograd.pocl_cpu(pocl) and not winograd.pocl_cpu(DEVICES["avx512"])
+
+
 def test_bad_winograd_params_are_refused():
     with pytest.raises(ConvValueError, match="params="):
         winograd.from_params({"tm": 6, "vw": 16, "nv": 2, "group": 8})

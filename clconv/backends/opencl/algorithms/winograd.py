@@ -207,7 +207,24 @@ def tiling(spec: ConvSpec, device: Device, tiles: int) -> Tiling:
     cog = spec.out_per_group
     if tiles <= 4:  # few tiles: fewer rows, more channels
         return Tiling(vw=vw, nv=4 if cog > 2 * vw else (2 if cog > vw else 1), tm=4)
+    if cog > 2 * vw and spec.nbytes("weight") <= SMALL_WEIGHT_BYTES and pocl_cpu(device):
+        return Tiling(vw=vw, nv=4, tm=4)
     return Tiling(vw=vw, nv=2 if cog > vw else 1, tm=8 if bits >= 512 else 4)
+
+
+#: Weights up to this size get TM = 4 x NV = 4 blocks on PoCL's CPU devices (:func:`tiling`): a
+#: tile block's V (C_in/groups x A2 x 4 values) then stays in L1 over the fused kernel's A2
+#: GEMMs, and U (4x the weight for F(4x4)) in L2 while every tile block reads it again.
+#: Measured (AVX-512 Xeon, fused kernel alone, ms, 8 x 2 / 4 x 4, two runs): F(4x4) ResNet-50
+#: 3x3 at 56 0.31-0.34 / 0.30-0.31, 28 0.32-0.34 / 0.29-0.31, VGG 2.34-2.47 / 1.87-2.01; at 14
+#: (2.4 MB weight) 0.40 / 0.60-0.62: U no longer fits, and smaller blocks read it more often.
+SMALL_WEIGHT_BYTES = 2**20
+
+
+def pocl_cpu(device: Device) -> bool:
+    """A CPU device of PoCL (where the fused kernel and its blocks were measured)."""
+    extra = getattr(device, "extra", {}) or {}
+    return device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
 
 
 @dataclass(frozen=True)
@@ -563,8 +580,7 @@ def fuses_output(device: Device) -> bool:
     was already the larger part; the gain is mostly a launch and M's round trip)."""
     mode = runtime.env("CLCONV_WINOGRAD_FUSED", "auto")
     if mode == "auto":
-        extra = getattr(device, "extra", {}) or {}
-        return device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+        return pocl_cpu(device)
     if mode in ("0", "1"):
         return mode == "1"
     raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
