@@ -782,3 +782,113 @@ def test_fuses_output_by_device_and_switch(cl_device, monkeypatch):
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "yes")
     with pytest.raises(ConvValueError, match="CLCONV_WINOGRAD_FUSED='yes'"):
         winograd.fuses_output(cl_device)
+
+
+# ------------------------------------------------------------------ replayed calls (resident weights)
+def _count_general_calls(kernel, monkeypatch):
+    calls = []
+    general = kernel._compute
+    monkeypatch.setattr(kernel, "_compute", lambda *a: calls.append(1) or general(*a))
+    return calls
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_constant_weights_plan_replays_its_launches(cl_device, variant, dtype, monkeypatch):
+    """A constant-weights plan (the weight resident on the device) replays its call's launches
+    (WinogradKernel._make_replay) on a zero-copy device: fresh inputs, inputs at odd element
+    offsets and with NaN tiles, each result its own array with the general path's bits; a
+    read-only input, another bias object and out= take the general path."""
+    import clconv
+
+    spec = _spec((2, 5, 13, 11), (7, 5, 3, 3), dtype, padding=1)
+    if dtype == "float64" and not cl_device.fp64:
+        pytest.skip(f"{cl_device.id} lacks fp64")
+    _, w, b = _arrays(spec, seed=8)
+    pins = {"device": cl_device.id, "algorithm": VARIANTS[variant].id, "padding": 1}
+    p = clconv.plan("conv2d", _arrays(spec)[0], w, b, constant_weights=True, **pins)
+    plain = clconv.plan("conv2d", _arrays(spec)[0], w, b, **pins)
+    zero_copy = bool(getattr(cl_device, "zero_copy_align", 0)) and getattr(cl_device, "host_coherent", False)
+    xs = [_arrays(spec, seed=s)[0] for s in range(3)]
+    raw = np.empty(xs[0].size + 1, dtype)  # an input one element past an aligned start
+    raw[1:] = xs[1].ravel()
+    nan = xs[2].copy()
+    nan[1, 2, 4, 5] = np.nan
+    inputs = (*xs, raw[1:].reshape(spec.input_shape), nan)
+    expected = [plain(x, w, b) for x in inputs]  # (the plans may share their kernel object)
+    p(xs[0], w, b)
+    assert ("_fast" in p.kernel.__dict__) == zero_copy
+    calls = _count_general_calls(p.kernel, monkeypatch)
+    results = []
+    for x, e in zip(inputs, expected):
+        y = p(x, w, b)
+        assert y.tobytes() == e.tobytes()
+        check_result(spec, "winograd", x, w, b, y)
+        results.append(y)
+    assert not any(np.shares_memory(a, c) for i, a in enumerate(results) for c in results[i + 1:])
+    assert calls == ([] if zero_copy else [1] * 5)
+    ro = xs[0].copy()
+    ro.setflags(write=False)
+    assert p(ro, w, b).tobytes() == results[0].tobytes()
+    assert p(xs[0], w, b.copy()).tobytes() == results[0].tobytes()
+    out = np.full(spec.output_shape, np.nan, dtype)
+    assert p(xs[0], w, b, out=out) is out and out.tobytes() == results[0].tobytes()
+    assert calls == [1] * (3 if zero_copy else 8)
+
+
+def test_replayed_calls_follow_switches_and_the_filter_cache(cl_device, monkeypatch):
+    """A replayed call goes back to the general path (and the replay is made again) when a
+    switch its launches depend on changes or when its prepared weight left the cache; the
+    results stay right throughout."""
+    import clconv
+
+    if not (getattr(cl_device, "zero_copy_align", 0) and getattr(cl_device, "host_coherent", False)):
+        pytest.skip(f"{cl_device.id}: no zero-copy device, no replayed calls")
+    spec = _spec((1, 6, 12, 12), (8, 6, 3, 3), padding=1)
+    x, w, b = _arrays(spec, seed=9)
+    p = clconv.plan("conv2d", x, w, b, constant_weights=True, device=cl_device.id,
+                    algorithm=VARIANTS["f4"].id, padding=1)
+    first = p(x, w, b)
+    fast = p.kernel.__dict__["_fast"]
+    calls = _count_general_calls(p.kernel, monkeypatch)
+    names = _record_launches(monkeypatch)
+    for mode, kernel_name in (("0", "output_transform"), ("1", "wino_gemm_out")):
+        monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", mode)
+        names.clear()
+        assert p(x, w, b).tobytes() == first.tobytes()
+        assert kernel_name in names  # the general path, with the switch's kernels
+        assert p.kernel.__dict__["_fast"] is not fast  # made again
+        fast = p.kernel.__dict__["_fast"]
+        names.clear()
+        assert p(x, w, b).tobytes() == first.tobytes() and names == []  # replayed
+    before = p.kernel.filter_transforms
+    p.kernel.clear_filter_cache()
+    assert p(x, w, b).tobytes() == first.tobytes()
+    assert p.kernel.filter_transforms == before + 1 and len(calls) == 3
+
+
+def test_replayed_calls_under_threads(cl_device):
+    """Threads sharing one constant-weights plan: every result is its own input's."""
+    import threading
+
+    import clconv
+
+    spec = _spec((1, 4, 16, 16), (8, 4, 3, 3), padding=1)
+    _, w, b = _arrays(spec, seed=10)
+    xs = [_arrays(spec, seed=20 + i)[0] for i in range(4)]
+    p = clconv.plan("conv2d", xs[0], w, b, constant_weights=True, device=cl_device.id,
+                    algorithm=VARIANTS["f4"].id, padding=1)
+    expected = [p(x, w, b) for x in xs]
+    bad = []
+
+    def work(i):
+        for _ in range(20):
+            if p(xs[i], w, b).tobytes() != expected[i].tobytes():
+                bad.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []

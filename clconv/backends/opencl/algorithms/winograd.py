@@ -54,6 +54,8 @@ variant there, and the cost model says so.
 
 from __future__ import annotations
 
+import ctypes
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,9 +65,9 @@ import numpy as np
 from ....backend import Device, Kernel, Support, first_failure
 from ....costmodel import Cost, gemm_efficiency, profile
 from ....errors import ConvValueError
-from ....spec import ConvSpec
+from ....spec import ConvSpec, is_device_array
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, round_up
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, host_pointer_buffer, round_up
 from ..runtime import cl, cl_array
 from ..weightcache import CachedWeightKernel, FilterEntry
 from .im2col import prefetches
@@ -436,6 +438,7 @@ class WinogradKernel(CachedWeightKernel):
         self.plan = make_plan(self.phases, device, algorithm.mt, tile)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
+        self._x_elems = spec.batch * spec.in_channels * spec.in_size[0] * spec.in_size[1]
 
     def _program(self, ctx: Any, has_bias: bool, direct: bool | None = None) -> Any:
         """``direct``: :func:`reads_x_directly` as the caller decided it for its launches
@@ -486,87 +489,191 @@ class WinogradKernel(CachedWeightKernel):
         )
         return FilterEntry(u, w_dev, host, queue, ev, p.u_bytes() + (0 if host is None else 2 * host.nbytes))
 
-    # -- the four launches per chunk
+    # -- the fast path: a call replayed with every constant worked out once
+    def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
+        result = super()._compute(queue, on_device, input, weight, bias, out)
+        if out is None and not on_device and "_fast" not in self.__dict__ and is_device_array(weight):
+            fast = self._make_replay(queue, weight, bias)
+            if fast is not None:
+                self.__dict__["_fast"] = fast
+        return result
+
+    def _make_replay(self, queue: Any, weight: Any, bias: Any) -> Any:
+        """After a general call with a NumPy input, no ``out`` and a device weight (a
+        ``clconv.plan(..., constant_weights=True)`` makes its weight one, or the caller passes
+        a pyopencl array), on a host-coherent zero-copy device: the function that replays that
+        call's launches for the same weight and bias objects (:meth:`OpenCLKernel.__call__`
+        tries it first). Per call it checks the input (a C-contiguous NumPy array of the spec's
+        shape and dtype), that the switches the launches depend on are as they were and that
+        the prepared weight is still cached, makes the input's and a new output's host-pointer
+        buffers, sets the two arrays' arguments, enqueues and waits; anything else returns None
+        (the general path, which makes every check). The general path spends ~110 us of Python
+        before its first launch at 56x56 (each step runs from caches the kernels have just
+        evicted); this one a fraction of that (``python benchmarks/winograd_vs_im2col.py
+        --arrays constant``)."""
+        dev = self.device
+        align = getattr(dev, "zero_copy_align", 0)
+        if not (align and getattr(dev, "host_coherent", False) and queue is dev.queue):
+            return None
+        views = self.__dict__.get("_views", {})
+        if bias is not None and not (isinstance(bias, np.ndarray) and views.get("bias", (None,))[0] is bias):
+            return None  # a device bias, or one staged (not read in place): the general path
+        ctx = queue.context
+        key = ("device", ctx.int_ptr, weight.base_data.int_ptr, int(weight.offset))
+        with self._lock:
+            entry = self.filter_cache.find_device(key)
+        if entry is None or entry.queue.int_ptr != queue.int_ptr:
+            return None
+        spec, p = self.spec, self.plan
+        switches = tuple(runtime.env(name, default) for name, default in _SWITCHES)
+        direct = reads_x_directly(spec, p.mt)
+        prog = self._program(ctx, bias is not None, direct)
+        pool, nbytes = self.algorithm.pool, p.workspace_bytes()
+        with pool.hold(queue, nbytes) as ws0:
+            pass
+        slot = {name: object() for name in ("x", "x_off", "x_end", "y", "y_off")}
+        b_args = self.buf(views["bias"][1]) if bias is not None else (None, np.int32(0))
+        plan = self._launches(direct, fuses_output(dev), slot["x"], slot["x_off"], slot["x_end"], entry, b_args,
+                              slot["y"], slot["y_off"], ws0)
+        which = {id(v): k for k, v in slot.items()}
+        sample = {"x": ws0, "y": ws0, "x_off": np.int32(0), "x_end": np.int32(0), "y_off": np.int32(0)}
+        launches = []
+        for name, gsize, lsize, args in plan:
+            holes = tuple((i, which[id(a)]) for i, a in enumerate(args) if id(a) in which)
+            knl, lock = runtime.kernel_object(prog, name, [sample[which[id(a)]] if id(a) in which else a for a in args])
+            launches.append((knl, lock, gsize, lsize, list(args), holes))
+        dtype = np.dtype(spec.dtype)
+        itemsize = dtype.itemsize
+        in_shape, w_shape, out_shape = spec.input_shape, spec.weight_shape, spec.output_shape
+        in_strides = tuple(itemsize * math.prod(in_shape[i + 1:]) for i in range(len(in_shape)))
+        out_n, pad, x_elems = math.prod(out_shape), align // itemsize, self._x_elems
+        ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+        rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
+        buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
+        from_buffer, addressof, env, i32 = ctypes.c_char.from_buffer, ctypes.addressof, runtime.env, np.int32
+        entries, zero = self.filter_cache.entries, i32(0)
+        label = f"{self.algorithm.id} on {dev.id}"
+
+        def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
+            if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
+                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape):
+                return None
+            if (tuple(env(name, default) for name, default in _SWITCHES) != switches
+                    or not any(e is entry for e in entries.values())):  # a switch changed, or evicted
+                self.__dict__.pop("_fast", None)  # made again by the next general call
+                return None
+            try:
+                addr = addressof(from_buffer(x))
+            except (TypeError, ValueError, BufferError):  # read-only: the general path
+                return None
+            placed = host_pointer_buffer(ctx, ro, x, addr, align)
+            if placed is None:
+                return None
+            xb, skew = placed
+            raw = np.empty(out_n + pad, dtype)  # aligned_empty, its constants worked out above
+            start = (-addressof(from_buffer(raw)) % align) // itemsize
+            result = raw[start:start + out_n].reshape(out_shape)
+            yb = buffer(ctx, rw, hostbuf=result)
+            fill = {"x": xb, "x_off": i32(skew // itemsize), "x_end": i32(skew // itemsize + x_elems),
+                    "y": yb, "y_off": zero}
+            try:
+                try:
+                    with pool.hold(queue, nbytes) as ws:
+                        if ws is not ws0:  # the workspace was replaced (a larger spec): start over
+                            self.__dict__.pop("_fast", None)
+                            return None
+                        for knl, lock, gsize, lsize, args, holes in launches:
+                            for i, k in holes:
+                                args[i] = fill[k]
+                            with lock:
+                                knl.set_args(*args)
+                                enqueue(queue, knl, gsize, lsize)
+                finally:
+                    finish()  # no kernel may still read or write the caller's memory
+            except error as exc:
+                raise runtime.device_error(label, exc) from exc
+            self.filter_cache_hits += 1
+            return result
+
+        return fast
+
+    # -- the launches per chunk
     def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
+        direct = reads_x_directly(self.spec, self.plan.mt)  # once: the program and the launches agree
+        prog = self._program(queue.context, b is not None, direct)
+        x_buf, x_off = self.buf(x)
+        x_end = np.int32(int(x_off) + self._x_elems)
+        bias = self.buf(b) if b is not None else (None, np.int32(0))
+        with self.algorithm.pool.hold(queue, self.plan.workspace_bytes()) as ws:
+            for name, gsize, lsize, args in self._launches(direct, fuses_output(self.device), x_buf, x_off, x_end,
+                                                         entry, bias, *self.buf(y), ws):
+                runtime.launch(queue, prog, name, gsize, lsize, *args)
+
+    def _launches(self, direct: bool, fused: bool, x_buf: Any, x_off: Any, x_end: Any, entry: FilterEntry,
+                  bias: tuple[Any, Any], y_buf: Any, y_off: Any, ws: Any) -> list[tuple[str, tuple, tuple, tuple]]:
+        """(kernel name, global size, local size, arguments) of every launch of a call, in order
+        (x_end: the element index past x's last, which the direct input transform's loads stay
+        below)."""
         s = self.spec
         p = self.plan
         tile = p.tile
         i32 = np.int32
-        direct = reads_x_directly(s, p.mt)  # once: the program and the launches agree
-        fused = fuses_output(self.device)
-        prog = self._program(queue.context, b is not None, direct)
+        out: list[tuple[str, tuple, tuple, tuple]] = []
         ih, iw = s.in_size
         oh, ow = s.out_size
         ph, pw = s.pad_before
-        x_buf, x_off = self.buf(x)
         w_buf, w_off = self.buf(entry.w_dev)
-        bias = [*self.buf(b)] if b is not None else [None, i32(0)]
-        y_buf, y_off = self.buf(y)
         v_off = p.xp_elems()
         m_off = v_off + p.v_elems()
         xpw = p.xpw
         dh, dw = s.dilation
         gather = gathers(s)
         hp, wp = ih + ph + s.pad_after[0], iw + pw + s.pad_after[1]
-        with self.algorithm.pool.hold(queue, p.workspace_bytes()) as ws:
-            for c in p.chunks():
-                xph = p.xph(c.nth)
-                rows = c.nimg * s.in_channels * xph
-                source = [ws, i32(0)]  # the input transform reads the padded copy or phase images
-                if direct:  # ... or x itself: no copy
-                    x_end = int(x_off) + s.batch * s.in_channels * ih * iw  # the loads stay below
-                    source = [x_buf, x_off, i32(x_end), i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0),
-                              i32(c.th0 * p.mt)]
-                elif gather:  # phase images (space-to-batch), padding values included
-                    runtime.launch(
-                        queue, prog, "gather_phases", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
-                        x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
-                        i32(pw), i32(hp), i32(wp), i32(dh), i32(dw), i32(p.margin), i32(c.n0),
-                        i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
-                    )
-                else:
-                    runtime.launch(
-                        queue, prog, "pad_input", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,),
-                        x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
-                        i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
-                    )
-                count = c.rows * p.tw
-                tcp = p.tcp(c.rows)
-                ntb = tcp // tile.tm
-                l0, l1 = _INPUT_LOCAL_DIRECT_CPU if direct and self.device.kind == "cpu" else _INPUT_LOCAL
-                runtime.launch(
-                    queue, prog, "input_transform",
-                    (round_up(s.in_channels, l0), round_up(ntb, l1)), (l0, l1),
-                    *source, ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
-                    i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
-                )
-                g0 = min(self.group, ntb)
-                out_args = (
-                    x_buf, x_off, w_buf, w_off, *bias, y_buf, y_off,
-                    i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
-                    i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
-                    i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
-                    i32(dh), i32(dw),
-                )
-                if fused:  # M stays in the work-item: one launch for the GEMM and the outputs
-                    runtime.launch(
-                        queue, prog, "wino_gemm_out", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
-                        entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args,
-                    )
-                    continue
-                runtime.launch(
-                    queue, prog, "wino_gemm",
-                    (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1),
-                    entry.u, ws, i32(v_off), ws, i32(m_off), i32(p.cig), i32(p.ncb), i32(ntb),
-                    i32(p.cpg), i32(p.cpt),
-                )
-                o0, o1 = _OUTPUT_LOCAL
-                runtime.launch(
-                    queue, prog, "output_transform",
-                    (round_up(p.cpt // tile.vw, o0), round_up(ntb, o1)), (o0, o1),
-                    ws, i32(m_off), *out_args,
-                )
-
+        for c in p.chunks():
+            xph = p.xph(c.nth)
+            rows = c.nimg * s.in_channels * xph
+            source: tuple = (ws, i32(0))  # the input transform reads the padded copy or phase images
+            if direct:  # ... or x itself: no copy
+                source = (x_buf, x_off, x_end, i32(ih), i32(iw), i32(ph), i32(pw), i32(c.n0), i32(c.th0 * p.mt))
+            elif gather:  # phase images (space-to-batch), padding values included
+                out.append(("gather_phases", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,), (
+                    x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
+                    i32(pw), i32(hp), i32(wp), i32(dh), i32(dw), i32(p.margin), i32(c.n0),
+                    i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
+                )))
+            else:
+                out.append(("pad_input", (round_up(rows, _PAD_LOCAL),), (_PAD_LOCAL,), (
+                    x_buf, x_off, ws, i32(0), i32(s.in_channels), i32(ih), i32(iw), i32(ph),
+                    i32(pw + p.margin), i32(c.n0), i32(c.th0 * p.mt), i32(xph), i32(xpw), i32(rows),
+                )))
+            count = c.rows * p.tw
+            tcp = p.tcp(c.rows)
+            ntb = tcp // tile.tm
+            l0, l1 = _INPUT_LOCAL_DIRECT_CPU if direct and self.device.kind == "cpu" else _INPUT_LOCAL
+            out.append(("input_transform", (round_up(s.in_channels, l0), round_up(ntb, l1)), (l0, l1), (
+                *source, ws, i32(v_off), i32(s.in_channels), i32(p.cig), i32(p.tw),
+                i32(c.nth), i32(count), i32(ntb), i32(xph), i32(xpw),
+            )))
+            g0 = min(self.group, ntb)
+            out_args = (
+                x_buf, x_off, w_buf, w_off, *bias, y_buf, y_off,
+                i32(s.in_channels), i32(s.out_channels), i32(p.cig), i32(s.out_per_group),
+                i32(p.cpg), i32(p.cpt), i32(ih), i32(iw), i32(oh), i32(ow),
+                i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
+                i32(dh), i32(dw),
+            )
+            if fused:  # M stays in the work-item: one launch for the GEMM and the outputs
+                out.append(("wino_gemm_out", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
+                            (entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
+                continue
+            out.append(("wino_gemm", (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1), (
+                entry.u, ws, i32(v_off), ws, i32(m_off), i32(p.cig), i32(p.ncb), i32(ntb),
+                i32(p.cpg), i32(p.cpt),
+            )))
+            o0, o1 = _OUTPUT_LOCAL
+            out.append(("output_transform", (round_up(p.cpt // tile.vw, o0), round_up(ntb, o1)), (o0, o1),
+                        (ws, i32(m_off), *out_args)))
+        return out
 
 def fuses_output(device: Device) -> bool:
     """Whether the GEMM transforms its own block of M into outputs (``wino_gemm_out``, one launch
@@ -584,6 +691,12 @@ def fuses_output(device: Device) -> bool:
     if mode in ("0", "1"):
         return mode == "1"
     raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
+
+
+#: The environment switches a call's launches depend on (:meth:`WinogradKernel._make_replay`
+#: checks them on every replayed call).
+_SWITCHES = (("CLCONV_WINOGRAD_PAD", "0"), ("CLCONV_WINOGRAD_FUSED", "auto"), ("CLCONV_WINOGRAD_STREAM", "1"),
+             ("CLCONV_GEMM_PREFETCH", "1"), ("CLCONV_ZERO_COPY", "1"))
 
 
 #: The output transform stages its tiles and writes them with streaming stores (``OUT_STREAM``,
