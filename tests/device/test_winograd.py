@@ -798,7 +798,8 @@ def test_constant_weights_plan_replays_its_launches(cl_device, variant, dtype, m
     """A constant-weights plan (the weight resident on the device) replays its call's launches
     (WinogradKernel._make_replay) on a zero-copy device: fresh inputs, inputs at odd element
     offsets and with NaN tiles, each result its own array with the general path's bits; a
-    read-only input, another bias object and out= take the general path."""
+    read-only input, another bias object and out= take the general path. At most MAX_REPLAYS
+    weight and bias pairs are kept."""
     import clconv
 
     spec = _spec((2, 5, 13, 11), (7, 5, 3, 3), dtype, padding=1)
@@ -834,6 +835,10 @@ def test_constant_weights_plan_replays_its_launches(cl_device, variant, dtype, m
     out = np.full(spec.output_shape, np.nan, dtype)
     assert p(xs[0], w, b, out=out) is out and out.tobytes() == results[0].tobytes()
     assert calls == [1] * (3 if zero_copy else 8)
+    biases = [b + i for i in range(winograd.MAX_REPLAYS + 2)]
+    for bi in biases:  # each bias object a replay of its own
+        p(xs[0], w, bi)
+    assert len(p.kernel.__dict__.get("_replays", {})) <= winograd.MAX_REPLAYS
 
 
 def test_replayed_calls_follow_switches_and_the_filter_cache(cl_device, monkeypatch):
@@ -849,7 +854,7 @@ def test_replayed_calls_follow_switches_and_the_filter_cache(cl_device, monkeypa
     p = clconv.plan("conv2d", x, w, b, constant_weights=True, device=cl_device.id,
                     algorithm=VARIANTS["f4"].id, padding=1)
     first = p(x, w, b)
-    fast = p.kernel.__dict__["_fast"]
+    ((key, fast),) = p.kernel._replays.items()
     calls = _count_general_calls(p.kernel, monkeypatch)
     names = _record_launches(monkeypatch)
     for mode, kernel_name in (("0", "output_transform"), ("1", "wino_gemm_out")):
@@ -857,8 +862,8 @@ def test_replayed_calls_follow_switches_and_the_filter_cache(cl_device, monkeypa
         names.clear()
         assert p(x, w, b).tobytes() == first.tobytes()
         assert kernel_name in names  # the general path, with the switch's kernels
-        assert p.kernel.__dict__["_fast"] is not fast  # made again
-        fast = p.kernel.__dict__["_fast"]
+        assert p.kernel._replays[key] is not fast  # made again
+        fast = p.kernel._replays[key]
         names.clear()
         assert p(x, w, b).tobytes() == first.tobytes() and names == []  # replayed
     before = p.kernel.filter_transforms
@@ -892,3 +897,37 @@ def test_replayed_calls_under_threads(cl_device):
     for t in threads:
         t.join()
     assert bad == []
+
+
+def test_replayed_calls_with_a_numpy_weight_speculate(cl_device, monkeypatch):
+    """A plain plan's NumPy weight, found unchanged: its calls are replayed and its bytes compared
+    while the kernels run; changed in place, the replay's result is dropped and the general
+    path (comparing first) computes the right one; a training loop that keeps changing it is
+    not replayed; unchanged again, it is."""
+    import clconv
+
+    if not (getattr(cl_device, "zero_copy_align", 0) and getattr(cl_device, "host_coherent", False)):
+        pytest.skip(f"{cl_device.id}: no zero-copy device, no replayed calls")
+    spec = _spec((1, 6, 12, 12), (8, 6, 3, 3), padding=1)
+    x, w, b = _arrays(spec, seed=11)
+    p = clconv.plan("conv2d", x, w, b, device=cl_device.id, algorithm=VARIANTS["f4"].id, padding=1)
+    k = p.kernel  # (plans of one spec may share it: counters relative)
+    misses, transforms = k.speculation_misses, k.filter_transforms
+    p(x, w, b)  # computed
+    p(x, w, b)  # found by its bytes: replayed from now on
+    assert (id(w), id(b)) in k._replays and k.filter_transforms == transforms + 1
+    calls = _count_general_calls(k, monkeypatch)
+    compared = []
+    real = winograd.same_bytes
+    monkeypatch.setattr(winograd, "same_bytes", lambda a, c: compared.append(1) or real(a, c))
+    y = p(x, w, b)
+    assert calls == [] and compared == [1] and k.speculation_misses == misses
+    check_result(spec, "winograd", x, w, b, y)
+    for i in range(2):  # changed in place: replayed, found changed, computed; then not replayed
+        w[1, 2, 0, 0] += 3.0
+        check_result(spec, "winograd", x, w, b, p(x, w, b))
+    assert k.speculation_misses == misses + 1 and calls == [1, 1] and k.filter_transforms == transforms + 3
+    p(x, w, b)  # unchanged again: found, and replayed after
+    calls.clear()
+    assert p(x, w, b).tobytes() == p(x, w.copy(), b).tobytes()
+    assert calls == [1]  # (the copy: another object, the general path)

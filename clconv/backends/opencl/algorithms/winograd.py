@@ -67,9 +67,10 @@ from ....costmodel import Cost, gemm_efficiency, profile
 from ....errors import ConvValueError
 from ....spec import ConvSpec, is_device_array
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, host_pointer_buffer, round_up
+from ..base import (INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, host_address, host_pointer_buffer,
+                    round_up)
 from ..runtime import cl, cl_array
-from ..weightcache import CachedWeightKernel, FilterEntry
+from ..weightcache import CachedWeightKernel, FilterEntry, same_bytes
 from .im2col import prefetches
 
 #: Upper bound on the workspace (padded input, V and M of one chunk) in bytes (module-level so
@@ -492,25 +493,38 @@ class WinogradKernel(CachedWeightKernel):
     # -- the fast path: a call replayed with every constant worked out once
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
         result = super()._compute(queue, on_device, input, weight, bias, out)
-        if out is None and not on_device and "_fast" not in self.__dict__ and is_device_array(weight):
-            fast = self._make_replay(queue, weight, bias)
+        replays = self.__dict__.setdefault("_replays", {})
+        key = (id(weight), id(bias))  # (a replay keeps its weight and bias alive: ids stay theirs)
+        if out is None and not on_device and key not in replays:
+            fast = self._make_replay(queue, weight, bias, key)
             if fast is not None:
-                self.__dict__["_fast"] = fast
+                while len(replays) >= MAX_REPLAYS:
+                    replays.pop(next(iter(replays)), None)  # the oldest
+                replays[key] = fast
+                self.__dict__["_fast"] = self._replayed
         return result
 
-    def _make_replay(self, queue: Any, weight: Any, bias: Any) -> Any:
-        """After a general call with a NumPy input, no ``out`` and a device weight (a
-        ``clconv.plan(..., constant_weights=True)`` makes its weight one, or the caller passes
-        a pyopencl array), on a host-coherent zero-copy device: the function that replays that
-        call's launches for the same weight and bias objects (:meth:`OpenCLKernel.__call__`
-        tries it first). Per call it checks the input (a C-contiguous NumPy array of the spec's
-        shape and dtype), that the switches the launches depend on are as they were and that
-        the prepared weight is still cached, makes the input's and a new output's host-pointer
-        buffers, sets the two arrays' arguments, enqueues and waits; anything else returns None
-        (the general path, which makes every check). The general path spends ~110 us of Python
-        before its first launch at 56x56 (each step runs from caches the kernels have just
-        evicted); this one a fraction of that (``python benchmarks/winograd_vs_im2col.py
-        --arrays constant``)."""
+    def _replayed(self, x: Any, w: Any, b: Any) -> np.ndarray | None:
+        """The replay made for these weight and bias objects, run; None: none, or it declined."""
+        fast = self._replays.get((id(w), id(b)))
+        return None if fast is None else fast(x, w, b)
+
+    def _make_replay(self, queue: Any, weight: Any, bias: Any, key: tuple[int, int]) -> Any:
+        """After a general call with a NumPy input and no ``out``, on a host-coherent zero-copy
+        device, with a device weight (a ``clconv.plan(..., constant_weights=True)`` makes its
+        weight one, or the caller passes a pyopencl array) or a NumPy weight whose bytes this
+        call found unchanged: the function that replays that call's launches for the same
+        weight and bias objects (:meth:`OpenCLKernel.__call__` tries it first). Per call it
+        checks the input (a C-contiguous NumPy array of the spec's shape and dtype), that the
+        switches the launches depend on are as they were and that the prepared weight is still
+        cached, makes the input's and a new output's host-pointer buffers, sets the two arrays'
+        arguments, enqueues and, for a NumPy weight, compares its bytes with the prepared
+        weight's copy while the kernels run (as :meth:`_speculation` does: if they changed,
+        the result is dropped, the call goes the general way, which compares first, and
+        ``speculation_misses`` counts it), then waits. Anything else returns None: the general
+        path, which makes every check. The general path spends ~110 us of Python before its
+        first launch at 56x56 (each step runs from caches the kernels have just evicted); a
+        replay a fraction of that (``python benchmarks/winograd_vs_im2col.py``)."""
         dev = self.device
         align = getattr(dev, "zero_copy_align", 0)
         if not (align and getattr(dev, "host_coherent", False) and queue is dev.queue):
@@ -519,11 +533,22 @@ class WinogradKernel(CachedWeightKernel):
         if bias is not None and not (isinstance(bias, np.ndarray) and views.get("bias", (None,))[0] is bias):
             return None  # a device bias, or one staged (not read in place): the general path
         ctx = queue.context
-        key = ("device", ctx.int_ptr, weight.base_data.int_ptr, int(weight.offset))
-        with self._lock:
-            entry = self.filter_cache.find_device(key)
-        if entry is None or entry.queue.int_ptr != queue.int_ptr:
+        host = isinstance(weight, np.ndarray)
+        if host:  # found unchanged by this call's comparison: replays speculate as _speculation does
+            last = self._last_host
+            if last is None or last[0] != id(weight) or last[1] != host_address(weight):
+                return None
+            entry = last[2]
+        elif is_device_array(weight):
+            with self._lock:
+                entry = self.filter_cache.find_device(("device", ctx.int_ptr, weight.base_data.int_ptr,
+                                                       int(weight.offset)))
+        else:
             return None
+        if (entry is None or entry.queue.int_ptr != queue.int_ptr
+                or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
+            return None
+        w_host, w_addr = (entry.host, host_address(weight)) if host else (None, 0)
         spec, p = self.spec, self.plan
         switches = tuple(runtime.env(name, default) for name, default in _SWITCHES)
         direct = reads_x_directly(spec, p.mt)
@@ -551,16 +576,17 @@ class WinogradKernel(CachedWeightKernel):
         rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
         buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
         from_buffer, addressof, env, i32 = ctypes.c_char.from_buffer, ctypes.addressof, runtime.env, np.int32
-        entries, zero = self.filter_cache.entries, i32(0)
+        entries, zero, replays = self.filter_cache.entries, i32(0), self.__dict__["_replays"]
         label = f"{self.algorithm.id} on {dev.id}"
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
             if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
-                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape):
+                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape
+                    or (host and host_address(w) != w_addr)):
                 return None
             if (tuple(env(name, default) for name, default in _SWITCHES) != switches
                     or not any(e is entry for e in entries.values())):  # a switch changed, or evicted
-                self.__dict__.pop("_fast", None)  # made again by the next general call
+                replays.pop(key, None)  # made again by the next general call
                 return None
             try:
                 addr = addressof(from_buffer(x))
@@ -580,7 +606,7 @@ class WinogradKernel(CachedWeightKernel):
                 try:
                     with pool.hold(queue, nbytes) as ws:
                         if ws is not ws0:  # the workspace was replaced (a larger spec): start over
-                            self.__dict__.pop("_fast", None)
+                            replays.pop(key, None)
                             return None
                         for knl, lock, gsize, lsize, args, holes in launches:
                             for i, k in holes:
@@ -588,10 +614,17 @@ class WinogradKernel(CachedWeightKernel):
                             with lock:
                                 knl.set_args(*args)
                                 enqueue(queue, knl, gsize, lsize)
+                    # a NumPy weight: compared with the prepared one's copy while the kernels run
+                    same = not host or same_bytes(w, w_host)
                 finally:
                     finish()  # no kernel may still read or write the caller's memory
             except error as exc:
                 raise runtime.device_error(label, exc) from exc
+            if not same:  # changed in place: the general path compares first and prepares it
+                self.speculation_misses += 1
+                self._last_host = None
+                replays.pop(key, None)
+                return None
             self.filter_cache_hits += 1
             return result
 
@@ -692,6 +725,9 @@ def fuses_output(device: Device) -> bool:
         return mode == "1"
     raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
 
+
+#: Replayed calls kept per Winograd kernel (one per weight and bias objects; the oldest goes).
+MAX_REPLAYS = 4
 
 #: The environment switches a call's launches depend on (:meth:`WinogradKernel._make_replay`
 #: checks them on every replayed call).
