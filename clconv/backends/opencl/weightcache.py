@@ -199,8 +199,10 @@ class CachedWeightKernel(OpenCLKernel):
         if last is None or is_device_array(weight) or not isinstance(weight, np.ndarray):
             return None
         obj_id, addr, entry = last
+        with self._lock:  # (another thread may be adding or evicting entries)
+            cached = any(e is entry for e in self.filter_cache.entries.values())
         if (obj_id != id(weight) or addr != host_address(weight) or entry.queue.int_ptr != queue.int_ptr
-                or not any(e is entry for e in self.filter_cache.entries.values())  # evicted
+                or not cached  # evicted
                 or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
             return None
         return entry

@@ -577,15 +577,18 @@ class WinogradKernel(CachedWeightKernel):
         buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
         from_buffer, addressof, env, i32 = ctypes.c_char.from_buffer, ctypes.addressof, runtime.env, np.int32
         entries, zero, replays = self.filter_cache.entries, i32(0), self.__dict__["_replays"]
+        lock_, b_shape = self._lock, (spec.out_channels,)
         label = f"{self.algorithm.id} on {dev.id}"
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
             if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
                     or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape
-                    or (host and host_address(w) != w_addr)):
+                    or (host and host_address(w) != w_addr) or (b is not None and b.shape != b_shape)):
                 return None
-            if (tuple(env(name, default) for name, default in _SWITCHES) != switches
-                    or not any(e is entry for e in entries.values())):  # a switch changed, or evicted
+            with lock_:
+                cached = any(e is entry for e in entries.values())
+            if tuple(env(name, default) for name, default in _SWITCHES) != switches or not cached:
+                # a switch changed, or the prepared weight was evicted
                 replays.pop(key, None)  # made again by the next general call
                 return None
             try:
