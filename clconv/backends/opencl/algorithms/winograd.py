@@ -494,7 +494,8 @@ class WinogradKernel(CachedWeightKernel):
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
         result = super()._compute(queue, on_device, input, weight, bias, out)
         replays = self.__dict__.setdefault("_replays", {})
-        key = (id(weight), id(bias))  # (a replay keeps its weight and bias alive: ids stay theirs)
+        # (a replay keeps its weight and bias alive: the ids stay theirs)
+        key = (id(weight), id(bias), tuple(runtime.env(name, default) for name, default in _SWITCHES))
         if out is None and not on_device and key not in replays:
             fast = self._make_replay(queue, weight, bias, key)
             if fast is not None:
@@ -505,26 +506,29 @@ class WinogradKernel(CachedWeightKernel):
         return result
 
     def _replayed(self, x: Any, w: Any, b: Any) -> np.ndarray | None:
-        """The replay made for these weight and bias objects, run; None: none, or it declined."""
-        fast = self._replays.get((id(w), id(b)))
+        """The replay made for these weight and bias objects and the switches as they are, run;
+        None: none, or it declined."""
+        env = runtime.env
+        fast = self._replays.get((id(w), id(b), tuple(env(name, default) for name, default in _SWITCHES)))
         return None if fast is None else fast(x, w, b)
 
-    def _make_replay(self, queue: Any, weight: Any, bias: Any, key: tuple[int, int]) -> Any:
+    def _make_replay(self, queue: Any, weight: Any, bias: Any, key: tuple) -> Any:
         """After a general call with a NumPy input and no ``out``, on a host-coherent zero-copy
         device, with a device weight (a ``clconv.plan(..., constant_weights=True)`` makes its
         weight one, or the caller passes a pyopencl array) or a NumPy weight whose bytes this
         call found unchanged: the function that replays that call's launches for the same
-        weight and bias objects (:meth:`OpenCLKernel.__call__` tries it first). Per call it
-        checks the input (a C-contiguous NumPy array of the spec's shape and dtype), that the
-        switches the launches depend on are as they were and that the prepared weight is still
-        cached, makes the input's and a new output's host-pointer buffers, sets the two arrays'
-        arguments, enqueues and, for a NumPy weight, compares its bytes with the prepared
-        weight's copy while the kernels run (as :meth:`_speculation` does: if they changed,
-        the result is dropped, the call goes the general way, which compares first, and
-        ``speculation_misses`` counts it), then waits. Anything else returns None: the general
-        path, which makes every check. The general path spends ~110 us of Python before its
-        first launch at 56x56 (each step runs from caches the kernels have just evicted); a
-        replay a fraction of that (``python benchmarks/winograd_vs_im2col.py``)."""
+        weight and bias objects (:meth:`OpenCLKernel.__call__` tries it first). Per call it checks
+        the input (a C-contiguous NumPy array of the spec's shape and dtype) and that the prepared
+        weight is still cached (replays are kept per weight, bias and value of the switches the
+        launches depend on: :data:`_SWITCHES`), makes the input's and a new output's host-pointer
+        buffers, sets the two arrays' arguments, enqueues and, for a NumPy weight, compares its
+        bytes with the prepared weight's copy while the kernels run (as :meth:`_speculation` does:
+        if they changed, the result is dropped, the call goes the general way, which compares
+        first, and ``speculation_misses`` counts it), then waits. Anything else returns None: the
+        general path, which makes every check. The general path spends ~110 us of Python before its
+        first launch at 56x56 (each step runs from caches the kernels have just evicted); a replay
+        a fraction of that (``python benchmarks/winograd_vs_im2col.py``).
+        """
         dev = self.device
         align = getattr(dev, "zero_copy_align", 0)
         if not (align and getattr(dev, "host_coherent", False) and queue is dev.queue):
@@ -550,7 +554,6 @@ class WinogradKernel(CachedWeightKernel):
             return None
         w_host, w_addr = (entry.host, host_address(weight)) if host else (None, 0)
         spec, p = self.spec, self.plan
-        switches = tuple(runtime.env(name, default) for name, default in _SWITCHES)
         direct = reads_x_directly(spec, p.mt)
         prog = self._program(ctx, bias is not None, direct)
         pool, nbytes = self.algorithm.pool, p.workspace_bytes()
@@ -575,7 +578,7 @@ class WinogradKernel(CachedWeightKernel):
         ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
         rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
         buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
-        from_buffer, addressof, env, i32 = ctypes.c_char.from_buffer, ctypes.addressof, runtime.env, np.int32
+        from_buffer, addressof, i32 = ctypes.c_char.from_buffer, ctypes.addressof, np.int32
         entries, zero, replays = self.filter_cache.entries, i32(0), self.__dict__["_replays"]
         lock_, b_shape = self._lock, (spec.out_channels,)
         label = f"{self.algorithm.id} on {dev.id}"
@@ -587,8 +590,7 @@ class WinogradKernel(CachedWeightKernel):
                 return None
             with lock_:
                 cached = any(e is entry for e in entries.values())
-            if tuple(env(name, default) for name, default in _SWITCHES) != switches or not cached:
-                # a switch changed, or the prepared weight was evicted
+            if not cached:  # the prepared weight was evicted
                 replays.pop(key, None)  # made again by the next general call
                 return None
             try:
@@ -729,11 +731,12 @@ def fuses_output(device: Device) -> bool:
     raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
 
 
-#: Replayed calls kept per Winograd kernel (one per weight and bias objects; the oldest goes).
+#: Replayed calls kept per Winograd kernel (one per weight and bias objects and values of the
+#: switches; the oldest goes).
 MAX_REPLAYS = 4
 
-#: The environment switches a call's launches depend on (:meth:`WinogradKernel._make_replay`
-#: checks them on every replayed call).
+#: The environment switches a call's launches depend on (part of a replayed call's key:
+#: :meth:`WinogradKernel._make_replay`).
 _SWITCHES = (("CLCONV_WINOGRAD_PAD", "0"), ("CLCONV_WINOGRAD_FUSED", "auto"), ("CLCONV_WINOGRAD_STREAM", "1"),
              ("CLCONV_GEMM_PREFETCH", "1"), ("CLCONV_ZERO_COPY", "1"))
 
