@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import statistics
 
 DEFAULT = "resnet50.3x3-56,resnet50.3x3-28,resnet50.3x3-14,resnet50.3x3-7,vgg.3x3-112"
@@ -73,7 +74,7 @@ def main() -> int:
                 for kname, t in per.items():
                     own[kname].append(t)
                 gaps.append(sum((e1.profile.start - e0.profile.end) * 1e-6
-                                for (_, e0), (_, e1) in zip(events, events[1:])))
+                                for (_, e0), (_, e1) in itertools.pairwise(events)))
                 starts.append((events[0][1].profile.start - events[0][1].profile.queued) * 1e-6)
                 spans.append((events[-1][1].profile.end - events[0][1].profile.start) * 1e-6)
             kernels = ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in own.items())

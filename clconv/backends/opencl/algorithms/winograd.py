@@ -67,8 +67,14 @@ from ....costmodel import Cost, gemm_efficiency, profile
 from ....errors import ConvValueError
 from ....spec import ConvSpec, is_device_array
 from .. import runtime
-from ..base import (INT32_MAX, OpenCLAlgorithm, OpenCLKernel, WorkspacePool, host_address, host_pointer_buffer,
-                    round_up)
+from ..base import (
+    INT32_MAX,
+    OpenCLAlgorithm,
+    WorkspacePool,
+    host_address,
+    host_pointer_buffer,
+    round_up,
+)
 from ..runtime import cl, cl_array
 from ..weightcache import CachedWeightKernel, FilterEntry, same_bytes
 from .im2col import prefetches
