@@ -141,6 +141,40 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int) -> np.ndarray:
     return raw[start:start + n].reshape(shape)
 
 
+def zero_copy_io(spec: ConvSpec, ctx: Any, align: int) -> Callable[[Any], tuple[Any, int, np.ndarray, Any] | None]:
+    """For the fast paths of repeated host calls on a host-coherent zero-copy device (every
+    constant worked out here once): ``io(x)`` gives (a host-pointer buffer over x, x's element
+    offset in it, a new output array aligned to ``align``, a host-pointer buffer over that), or
+    None where x is not a writable, C-contiguous NumPy array of the spec's input shape and
+    dtype (the general path then takes the call, and makes every check)."""
+    dtype = np.dtype(spec.dtype)
+    itemsize = dtype.itemsize
+    in_shape, out_shape = spec.input_shape, spec.output_shape
+    # a C-contiguous array's strides (any other layout takes the general path)
+    in_strides = tuple(itemsize * math.prod(in_shape[i + 1:]) for i in range(len(in_shape)))
+    out_n, pad = math.prod(out_shape), align // itemsize  # zero_copy_align: a multiple of 8
+    ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+    rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
+    buffer, from_buffer, addressof = cl.Buffer, ctypes.c_char.from_buffer, ctypes.addressof
+
+    def io(x: Any) -> tuple[Any, int, np.ndarray, Any] | None:
+        if type(x) is not np.ndarray or x.dtype != dtype or x.shape != in_shape or x.strides != in_strides:
+            return None
+        try:
+            addr = addressof(from_buffer(x))
+        except (TypeError, ValueError, BufferError):  # read-only: the general path
+            return None
+        placed = host_pointer_buffer(ctx, ro, x, addr, align)
+        if placed is None:
+            return None
+        raw = np.empty(out_n + pad, dtype)  # aligned_empty, its constants worked out above
+        start = (-addressof(from_buffer(raw)) % align) // itemsize
+        result = raw[start:start + out_n].reshape(out_shape)
+        return placed[0], placed[1] // itemsize, result, buffer(ctx, rw, hostbuf=result)
+
+    return io
+
+
 def host_pointer_buffer(ctx: Any, flags: int, arr: np.ndarray, addr: int, align: int) -> tuple[Any, int] | None:
     """(buffer, skew in bytes) of a C-contiguous host array at ``addr`` as a ``USE_HOST_PTR``
     buffer that starts at a multiple of ``align``: the array itself when aligned, else the
@@ -438,17 +472,9 @@ class OpenCLKernel(Kernel):
         views = self._views
         w_args = self.buf(views["weight"][1])
         b_args = self.buf(views["bias"][1]) if bias is not None else (None, _I32_0)
-        dtype = np.dtype(spec.dtype)
-        itemsize = dtype.itemsize
-        in_shape, w_shape, out_shape = spec.input_shape, spec.weight_shape, spec.output_shape
-        # a C-contiguous array's strides (any other layout takes the general path)
-        in_strides = tuple(itemsize * math.prod(in_shape[i + 1:]) for i in range(len(in_shape)))
-        out_n, pad = math.prod(out_shape), align // itemsize  # zero_copy_align: a multiple of 8
-        ctx = queue.context
-        ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
-        rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
-        buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
-        from_buffer, addressof = ctypes.c_char.from_buffer, ctypes.addressof
+        w_shape = spec.weight_shape
+        io = zero_copy_io(spec, queue.context, align)
+        enqueue, finish, error = cl.enqueue_nd_range_kernel, queue.finish, cl.Error
         # CLCONV_ZERO_COPY is looked up on every call (a change takes the general path)
         env = runtime.env
         zero_copy = env("CLCONV_ZERO_COPY", "1")
@@ -456,26 +482,16 @@ class OpenCLKernel(Kernel):
         set_args = _arg_setter(knl, w_args, b_args, tail)
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
-            if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
-                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape
-                    or env("CLCONV_ZERO_COPY", "1") != zero_copy):
+            if w is not weight or b is not bias or w.shape != w_shape or env("CLCONV_ZERO_COPY", "1") != zero_copy:
                 return None
-            try:
-                addr = addressof(from_buffer(x))
-            except (TypeError, ValueError, BufferError):  # read-only: the general path
+            arrays = io(x)
+            if arrays is None:
                 return None
-            placed = host_pointer_buffer(ctx, ro, x, addr, align)
-            if placed is None:
-                return None
-            xb, skew = placed
-            raw = np.empty(out_n + pad, dtype)  # aligned_empty, its constants worked out above
-            start = (-addressof(from_buffer(raw)) % align) // itemsize
-            result = raw[start:start + out_n].reshape(out_shape)
-            yb = buffer(ctx, rw, hostbuf=result)
+            xb, x_off, result, yb = arrays
             try:
                 try:
                     with lock:
-                        set_args(xb, skew // itemsize, yb)
+                        set_args(xb, x_off, yb)
                         enqueue(queue, knl, gsize, local)
                 finally:
                     finish()  # no kernel may still read or write the caller's memory

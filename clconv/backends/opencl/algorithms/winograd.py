@@ -54,8 +54,6 @@ variant there, and the cost model says so.
 
 from __future__ import annotations
 
-import ctypes
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +70,8 @@ from ..base import (
     OpenCLAlgorithm,
     WorkspacePool,
     host_address,
-    host_pointer_buffer,
     round_up,
+    zero_copy_io,
 )
 from ..runtime import cl, cl_array
 from ..weightcache import CachedWeightKernel, FilterEntry, same_bytes
@@ -576,22 +574,14 @@ class WinogradKernel(CachedWeightKernel):
             holes = tuple((i, which[id(a)]) for i, a in enumerate(args) if id(a) in which)
             knl, lock = runtime.kernel_object(prog, name, [sample[which[id(a)]] if id(a) in which else a for a in args])
             launches.append((knl, lock, gsize, lsize, list(args), holes))
-        dtype = np.dtype(spec.dtype)
-        itemsize = dtype.itemsize
-        in_shape, w_shape, out_shape = spec.input_shape, spec.weight_shape, spec.output_shape
-        in_strides = tuple(itemsize * math.prod(in_shape[i + 1:]) for i in range(len(in_shape)))
-        out_n, pad, x_elems = math.prod(out_shape), align // itemsize, self._x_elems
-        ro = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
-        rw = cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR
-        buffer, enqueue, finish, error = cl.Buffer, cl.enqueue_nd_range_kernel, queue.finish, cl.Error
-        from_buffer, addressof, i32 = ctypes.c_char.from_buffer, ctypes.addressof, np.int32
-        entries, zero, replays = self.filter_cache.entries, i32(0), self.__dict__["_replays"]
-        lock_, b_shape = self._lock, (spec.out_channels,)
+        io = zero_copy_io(spec, ctx, align)
+        w_shape, b_shape, x_elems = spec.weight_shape, (spec.out_channels,), self._x_elems
+        enqueue, finish, error, i32 = cl.enqueue_nd_range_kernel, queue.finish, cl.Error, np.int32
+        entries, zero, replays, lock_ = self.filter_cache.entries, i32(0), self.__dict__["_replays"], self._lock
         label = f"{self.algorithm.id} on {dev.id}"
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
-            if (w is not weight or b is not bias or type(x) is not np.ndarray or x.dtype != dtype
-                    or x.shape != in_shape or x.strides != in_strides or w.shape != w_shape
+            if (w is not weight or b is not bias or w.shape != w_shape
                     or (host and host_address(w) != w_addr) or (b is not None and b.shape != b_shape)):
                 return None
             with lock_:
@@ -599,20 +589,11 @@ class WinogradKernel(CachedWeightKernel):
             if not cached:  # the prepared weight was evicted
                 replays.pop(key, None)  # made again by the next general call
                 return None
-            try:
-                addr = addressof(from_buffer(x))
-            except (TypeError, ValueError, BufferError):  # read-only: the general path
+            arrays = io(x)
+            if arrays is None:
                 return None
-            placed = host_pointer_buffer(ctx, ro, x, addr, align)
-            if placed is None:
-                return None
-            xb, skew = placed
-            raw = np.empty(out_n + pad, dtype)  # aligned_empty, its constants worked out above
-            start = (-addressof(from_buffer(raw)) % align) // itemsize
-            result = raw[start:start + out_n].reshape(out_shape)
-            yb = buffer(ctx, rw, hostbuf=result)
-            fill = {"x": xb, "x_off": i32(skew // itemsize), "x_end": i32(skew // itemsize + x_elems),
-                    "y": yb, "y_off": zero}
+            xb, x_off, result, yb = arrays
+            fill = {"x": xb, "x_off": i32(x_off), "x_end": i32(x_off + x_elems), "y": yb, "y_off": zero}
             try:
                 try:
                     with pool.hold(queue, nbytes) as ws:
