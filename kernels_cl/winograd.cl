@@ -489,19 +489,10 @@ __kernel void input_transform(
  * M(xi, t, g*CPg + co) = sum_ci V(g, xi, t, ci) * U(g, xi, co, ci) for a TM x TN block:
  * get_global_id(0) = tile block tb, (1) = channel block cb, (2) = g * A2 + xi. The host groups
  * tile blocks into a work-group, so they share the U panel (cig x TN) in cache. */
-__kernel void wino_gemm(
-    __global const GACC* restrict u, __global const GACC* restrict v, const int v_off,
-    __global GACC* restrict m, const int m_off,
-    const int cig, const int NCB, const int NTB, const int CPg, const int CPT)
+/* The block's sums over ci: acc[i][j] = sum_ci V(tile i, ci) * U(ci, vector j), up and vp at
+ * ci = 0 (wino_gemm's and wino_gemm_out's loop). */
+inline void gemm_block(const __global VACC* up, const __global GACC* vp, const int cig, VACC acc[TM][NV])
 {
-    const int tb = get_global_id(0);
-    const int cb = get_global_id(1);
-    const int gx = get_global_id(2);
-    if (tb >= NTB || cb >= NCB) return;
-    const int g = gx / A2, xi = gx - g * A2;
-    const __global VACC* up = (const __global VACC*)(u + (gx * NCB + cb) * cig * TN);
-    const __global GACC* vp = v + v_off + ((tb * (CPT / CPg) + g) * cig * A2 + xi) * TM;
-    VACC acc[TM][NV];
 #pragma unroll
     for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -524,6 +515,22 @@ __kernel void wino_gemm(
         }
         vp += A2 * TM;
     }
+}
+
+__kernel void wino_gemm(
+    __global const GACC* restrict u, __global const GACC* restrict v, const int v_off,
+    __global GACC* restrict m, const int m_off,
+    const int cig, const int NCB, const int NTB, const int CPg, const int CPT)
+{
+    const int tb = get_global_id(0);
+    const int cb = get_global_id(1);
+    const int gx = get_global_id(2);
+    if (tb >= NTB || cb >= NCB) return;
+    const int g = gx / A2, xi = gx - g * A2;
+    const __global VACC* up = (const __global VACC*)(u + (gx * NCB + cb) * cig * TN);
+    const __global GACC* vp = v + v_off + ((tb * (CPT / CPg) + g) * cig * A2 + xi) * TM;
+    VACC acc[TM][NV];
+    gemm_block(up, vp, cig, acc);
     __global GACC* mp = m + m_off + (tb * A2 + xi) * TM * CPT + g * CPg + cb * TN;
 #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -833,28 +840,7 @@ __kernel void wino_gemm_out(
         const __global VACC* up = (const __global VACC*)(u + ((g * A2 + xi) * NCB + cb) * cig * TN);
         const __global GACC* vp = v + v_off + ((tb * (CPT / CPg) + g) * cig * A2 + xi) * TM;
         VACC acc[TM][NV];
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < NV; ++j) acc[i][j] = (VACC)(0);
-        for (int k = 0; k < cig; ++k) {
-#if WPF
-            __builtin_prefetch(vp + WPF * A2 * TM);
-#pragma unroll
-            for (int j = 0; j < NV; ++j) __builtin_prefetch(up + WPF * NV + j);
-#endif
-            VACC b[NV];
-#pragma unroll
-            for (int j = 0; j < NV; ++j) b[j] = up[j];
-            up += NV;
-#pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                const GACC a = vp[i];
-#pragma unroll
-                for (int j = 0; j < NV; ++j) acc[i][j] = a * b[j] + acc[i][j];
-            }
-            vp += A2 * TM;
-        }
+        gemm_block(up, vp, cig, acc);
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
