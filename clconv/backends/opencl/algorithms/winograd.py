@@ -503,8 +503,9 @@ class WinogradKernel(CachedWeightKernel):
         if out is None and not on_device and key not in replays:
             fast = self._make_replay(queue, weight, bias, key)
             if fast is not None:
-                while len(replays) >= MAX_REPLAYS:
-                    replays.pop(next(iter(replays)), None)  # the oldest
+                # the oldest go; over a snapshot, as a replay on another thread may drop its own
+                for old in list(replays)[:max(0, len(replays) - MAX_REPLAYS + 1)]:
+                    replays.pop(old, None)
                 replays[key] = fast
                 self.__dict__["_fast"] = self._replayed
         return result
