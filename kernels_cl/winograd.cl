@@ -394,8 +394,8 @@ __kernel void gather_phases(
  * or right edge is loaded as the same vectors with the lanes outside the row zeroed (the loads
  * read the neighbouring rows' values there, inside x: at = its first value's index, within
  * [x_off, x_end)); only the first and last rows of x, whose loads would leave it, go through a
- * private row of ROWLEN scalars (reading them one by one cost ~2x the whole kernel's time at
- * 56x56 and 28x28, where every run touches an edge). */
+ * private row of ROWLEN scalars (reading every edge row so made the whole kernel 1.6-1.7x slower
+ * at 56x56 and 28x28, where every run touches an edge). */
 #define GET_ROW(r, dst)                                                                    \
     do {                                                                                   \
         const int ih_ = ih0 + (r);                                                         \

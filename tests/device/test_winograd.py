@@ -712,22 +712,24 @@ def _record_launches(monkeypatch):
     return names
 
 
+_FUSED_CASES = [
+    # blocks straddling rows and images, 19 channels (a partly valid vector, padding vectors past
+    # it), bias, a non-finite tile, tile-row chunks of one image
+    ("straddle-nan", (2, 5, 14, 26), (19, 5, 3, 3), {"padding": 1}, True, False),
+    # groups (work-items along the third dimension), no bias
+    ("groups", (1, 6, 16, 16), (32, 3, 3, 3), {"groups": 2, "padding": 1, "bias": False}, False, False),
+    # dilation: phase images, outputs scattered DH and DW apart and cropped
+    ("dilated", (1, 4, 19, 23), (8, 4, 3, 3), {"padding": 2, "dilation": (2, 3)}, False, False),
+    # staged, streaming stores (forced on small shapes; float32 only)
+    ("streamed", (2, 4, 12, 17), (16, 4, 3, 3), {"padding": 1}, True, True),
+]
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
 @pytest.mark.parametrize(
-    "xs,ws,params,nan,stream",
-    [
-        # blocks straddling rows and images, 19 channels (a partly valid vector, padding vectors
-        # past it), bias, a non-finite tile, tile-row chunks of one image
-        ((2, 5, 14, 26), (19, 5, 3, 3), {"padding": 1}, True, False),
-        # groups (work-items along the third dimension), no bias
-        ((1, 6, 16, 16), (32, 3, 3, 3), {"groups": 2, "padding": 1, "bias": False}, False, False),
-        # dilation: phase images, outputs scattered DH and DW apart and cropped
-        ((1, 4, 19, 23), (8, 4, 3, 3), {"padding": 2, "dilation": (2, 3)}, False, False),
-        # staged, streaming stores (forced on small shapes)
-        ((2, 4, 12, 17), (16, 4, 3, 3), {"padding": 1}, True, True),
-    ],
-    ids=["straddle-nan", "groups", "dilated", "streamed"],
+    "dtype,xs,ws,params,nan,stream",
+    [pytest.param(dtype, *case[1:], id=f"{dtype}-{case[0]}")
+     for case in _FUSED_CASES for dtype in ("float32", "float16", "float64") if dtype == "float32" or not case[5]],
 )
 def test_fused_gemm_and_output_transform_match_the_separate_kernels(cl_device, variant, dtype, xs, ws, params,
                                                                     nan, stream, monkeypatch):
@@ -735,12 +737,11 @@ def test_fused_gemm_and_output_transform_match_the_separate_kernels(cl_device, v
     PoCL's CPU devices) writes the same bits as ``wino_gemm`` + ``output_transform``, every output
     (out= poisoned), the reference's result and NaN/Inf pattern, in one launch per chunk fewer."""
     if stream:
-        if dtype != "float32":
-            pytest.skip("streaming stores: float32 only")
         _force_stream(monkeypatch)
         monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=16, nv=2, tm=8))
     if xs[0] == 2 and not stream:
         monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
+    params = dict(params)  # (shared by the parametrized cases)
     bias = params.pop("bias", True)
     spec = _spec(xs, ws, dtype, bias=bias, **params)
     x, w, b = _arrays(spec, seed=5)
@@ -773,8 +774,8 @@ def test_fuses_output_by_device_and_switch(cl_device, monkeypatch):
     from clconv.errors import ConvValueError
 
     extra = cl_device.extra or {}
-    pocl_cpu = cl_device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
-    assert winograd.fuses_output(cl_device) == pocl_cpu
+    pocl = cl_device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+    assert winograd.fuses_output(cl_device) == pocl
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "1")
     assert winograd.fuses_output(cl_device)
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "0")

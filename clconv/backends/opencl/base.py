@@ -141,6 +141,13 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int) -> np.ndarray:
     return raw[start:start + n].reshape(shape)
 
 
+def pocl_cpu(device: Device) -> bool:
+    """A CPU device of PoCL: where the CPU-tuned kernel forms (prefetching, Winograd's fused
+    kernel and its blocks) were measured."""
+    extra = getattr(device, "extra", {}) or {}
+    return device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+
+
 def zero_copy_io(spec: ConvSpec, ctx: Any, align: int) -> Callable[[Any], tuple[Any, int, np.ndarray, Any] | None]:
     """For the fast paths of repeated host calls on a host-coherent zero-copy device (every
     constant worked out here once): ``io(x)`` gives (a host-pointer buffer over x, x's element

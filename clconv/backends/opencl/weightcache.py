@@ -199,13 +199,17 @@ class CachedWeightKernel(OpenCLKernel):
         if last is None or is_device_array(weight) or not isinstance(weight, np.ndarray):
             return None
         obj_id, addr, entry = last
-        with self._lock:  # (another thread may be adding or evicting entries)
-            cached = any(e is entry for e in self.filter_cache.entries.values())
         if (obj_id != id(weight) or addr != host_address(weight) or entry.queue.int_ptr != queue.int_ptr
-                or not cached  # evicted
+                or not self._still_cached(entry)  # evicted
                 or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
             return None
         return entry
+
+    def _still_cached(self, entry: FilterEntry) -> bool:
+        """Whether ``entry`` is still in the filter cache (under its lock: another thread may be
+        adding or evicting entries)."""
+        with self._lock:
+            return any(e is entry for e in self.filter_cache.entries.values())
 
     def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
         """Enqueue the convolution on device arrays (a device weight's entry is cached by buffer)."""

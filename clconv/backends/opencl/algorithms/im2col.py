@@ -48,7 +48,7 @@ from ....backend import Device, Kernel, Support, first_failure
 from ....errors import ConvValueError
 from ....spec import ConvSpec
 from .. import runtime
-from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3, WorkspacePool
+from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, pocl_cpu, round_up, spatial3, WorkspacePool
 from ..runtime import OpenCLDevice, cl, cl_array
 from ..weightcache import CachedWeightKernel, FilterEntry
 
@@ -173,12 +173,7 @@ def prefetches(device: Device) -> bool:
     """Whether the GEMM kernels prefetch (XPF, BPF): clang's ``__builtin_prefetch``, on PoCL's
     CPU devices only (measured there; Oclgrind, for one, cannot run ``llvm.prefetch``), unless
     ``CLCONV_GEMM_PREFETCH=0`` (read at each program lookup, for ``benchmarks/gemm_prefetch.py``)."""
-    extra = getattr(device, "extra", {}) or {}
-    return (
-        device.kind == "cpu"
-        and "pocl" in str(extra.get("platform_version", "")).lower()
-        and runtime.env("CLCONV_GEMM_PREFETCH", "1") != "0"
-    )
+    return pocl_cpu(device) and runtime.env("CLCONV_GEMM_PREFETCH", "1") != "0"
 
 #: Tile shapes (TM, NV, local size) worth measuring, most promising first; the vector width is
 #: the device's. CPUs: the measured neighbours of 8 x 2 vectors (module doc), then the same

@@ -70,6 +70,7 @@ from ..base import (
     OpenCLAlgorithm,
     WorkspacePool,
     host_address,
+    pocl_cpu,
     round_up,
     zero_copy_io,
 )
@@ -226,12 +227,6 @@ def tiling(spec: ConvSpec, device: Device, tiles: int) -> Tiling:
 #: 3x3 at 56 0.31-0.34 / 0.30-0.31, 28 0.32-0.34 / 0.29-0.31, VGG 2.34-2.47 / 1.87-2.01; at 14
 #: (2.4 MB weight) 0.40 / 0.60-0.62: U no longer fits, and smaller blocks read it more often.
 SMALL_WEIGHT_BYTES = 2**20
-
-
-def pocl_cpu(device: Device) -> bool:
-    """A CPU device of PoCL (where the fused kernel and its blocks were measured)."""
-    extra = getattr(device, "extra", {}) or {}
-    return device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
 
 
 @dataclass(frozen=True)
@@ -578,16 +573,14 @@ class WinogradKernel(CachedWeightKernel):
         io = zero_copy_io(spec, ctx, align)
         w_shape, b_shape, x_elems = spec.weight_shape, (spec.out_channels,), self._x_elems
         enqueue, finish, error, i32 = cl.enqueue_nd_range_kernel, queue.finish, cl.Error, np.int32
-        entries, zero, replays, lock_ = self.filter_cache.entries, i32(0), self.__dict__["_replays"], self._lock
+        zero, replays, still_cached = i32(0), self.__dict__["_replays"], self._still_cached
         label = f"{self.algorithm.id} on {dev.id}"
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
             if (w is not weight or b is not bias or w.shape != w_shape
                     or (host and host_address(w) != w_addr) or (b is not None and b.shape != b_shape)):
                 return None
-            with lock_:
-                cached = any(e is entry for e in entries.values())
-            if not cached:  # the prepared weight was evicted
+            if not still_cached(entry):  # the prepared weight was evicted
                 replays.pop(key, None)  # made again by the next general call
                 return None
             arrays = io(x)
