@@ -7,7 +7,9 @@
  *   M_xi = V_xi @ U_xi wino_gemm: one GEMM per group and transform position xi
  *   Y = A^T M A + bias output_transform, straight into the NCHW output
  *                      (wino_gemm_out: the last two in one kernel, M kept in private memory;
- *                      the host's choice on CPU devices)
+ *                      the host's choice on CPU devices; wino_gemm_out_inline: the same, reading
+ *                      filter_pack's untransformed weight and transforming it itself, KC input
+ *                      channels at a time, where U would stream from memory every call)
  *
  * Tiles: output tile (th, tw) of image n covers outputs [th*MT, th*MT+MT) x [tw*MT, tw*MT+MT) and
  * reads the input patch whose top-left is (th*MT - PH, tw*MT - PW). The host runs the tiles in
@@ -184,11 +186,73 @@ typedef float2 __attribute__((aligned(4))) UV2;
 #error "ALPHA must be 4 or 6"
 #endif
 
+/* G = diag(GD) G' with integer G' (the inline filter transform: fewer operations; M is scaled by
+ * GD[a] * GD[b] at position (a, b) instead). */
+#if ALPHA == 4
+/* G' = [1 0 0; 1 1 1; 1 -1 1; 0 0 1], GD = (1, 1/2, 1/2, 1) */
+#define GI_1D(g, o, s)                                                 \
+    do {                                                               \
+        const G_T a_ = g[0 * (s)] + g[2 * (s)];                        \
+        o[0 * (s)] = g[0 * (s)];                                       \
+        o[1 * (s)] = a_ + g[1 * (s)];                                  \
+        o[2 * (s)] = a_ - g[1 * (s)];                                  \
+        o[3 * (s)] = g[2 * (s)];                                       \
+    } while (0)
+#define GD_(a) ((a) == 1 || (a) == 2 ? (GACC)0.5 : (GACC)1)
+#else
+/* G' = [1 0 0; 1 1 1; 1 -1 1; 1 2 4; 1 -2 4; 0 0 1], GD = (1/4, -1/6, -1/6, 1/24, 1/24, 1) */
+#define GI_1D(g, o, s)                                                              \
+    do {                                                                            \
+        const G_T a_ = g[0 * (s)] + g[2 * (s)];                                     \
+        const G_T b_ = (GACC)4 * g[2 * (s)] + g[0 * (s)];                           \
+        const G_T c_ = g[1 * (s)] + g[1 * (s)];                                     \
+        o[0 * (s)] = g[0 * (s)];                                                    \
+        o[1 * (s)] = a_ + g[1 * (s)];                                               \
+        o[2 * (s)] = a_ - g[1 * (s)];                                               \
+        o[3 * (s)] = b_ + c_;                                                       \
+        o[4 * (s)] = b_ - c_;                                                       \
+        o[5 * (s)] = g[2 * (s)];                                                    \
+    } while (0)
+#define GD_(a) ((a) == 0 ? (GACC)0.25 : (a) <= 2 ? (GACC)(-1.0 / 6.0) : (a) <= 4 ? (GACC)(1.0 / 24.0) : (GACC)1)
+#endif
+
 /* ---------------------------------------------------------------- filter transform
  * One work-item per (g, channel block cb, ci), ci fastest: U(g, xi, co, ci) = (G g G^T)[xi] for
  * the 3x3 filters w[g*cog + co][ci] of the TN channels co of block cb, computed as NV vectors of
  * VW channels (zeros for the padding channels co >= cog) and stored as TN contiguous values per
  * xi: consecutive work-items fill U in order. */
+/* The 3x3 filters w[g*cog + co][ci] of the VW channels co from co0 (zeros past cog) as nine vectors
+ * f[kh*3 + kw], lane e holding channel co0 + e. */
+inline void load_filters(__global const T* restrict w, const int w_off, const int g, const int co0, const int ci,
+                         const int cig, const int cog, VACC f[9])
+{
+#pragma unroll
+    for (int k = 0; k < 9; ++k) f[k] = (VACC)(0);
+    for (int e = 0; e < VW; ++e) {
+        const int co = co0 + e;
+        if (co < cog) {
+            const int base = w_off + ((g * cog + co) * cig + ci) * 9;
+#pragma unroll
+            for (int k = 0; k < 9; ++k) f[k][e] = LOAD(w, base + k);
+        }
+    }
+}
+
+/* U = G f G^T of nine filter vectors into A2 vectors uu[xi] (filter_transform's and
+ * wino_gemm_out_inline's arithmetic: the same operations in the same order). */
+inline void transform_filters(const VACC f[9], VACC uu[A2])
+{
+#define VTMP VACC
+#define G_T VACC
+    VACC tmp[ALPHA * 3];
+#pragma unroll
+    for (int c = 0; c < 3; ++c) G_1D((f + c), (tmp + c), 3);                 /* G g: columns */
+#pragma unroll
+    for (int i = 0; i < ALPHA; ++i) G_1D((tmp + 3 * i), (uu + ALPHA * i), 1); /* (G g) G^T: rows */
+#undef G_T
+#undef VTMP
+}
+
 __kernel void filter_transform(
     __global const T* restrict w, const int w_off,
     __global GACC* restrict u,
@@ -203,29 +267,35 @@ __kernel void filter_transform(
     const int xi_stride = NCB * cig * NV; /* in vectors */
 #pragma unroll
     for (int j = 0; j < NV; ++j) {
-        VACC f[9];
-#pragma unroll
-        for (int k = 0; k < 9; ++k) f[k] = (VACC)(0);
-        const int co0 = cb * TN + j * VW;
-        for (int e = 0; e < VW; ++e) {
-            const int co = co0 + e;
-            if (co < cog) {
-                const int base = w_off + ((g * cog + co) * cig + ci) * 9;
-#pragma unroll
-                for (int k = 0; k < 9; ++k) f[k][e] = LOAD(w, base + k);
-            }
-        }
-#define VTMP VACC
-#define G_T VACC
-        VACC tmp[ALPHA * 3], uu[A2];
-#pragma unroll
-        for (int c = 0; c < 3; ++c) G_1D((f + c), (tmp + c), 3);                 /* G g: columns */
-#pragma unroll
-        for (int i = 0; i < ALPHA; ++i) G_1D((tmp + 3 * i), (uu + ALPHA * i), 1); /* (G g) G^T: rows */
-#undef G_T
-#undef VTMP
+        VACC f[9], uu[A2];
+        load_filters(w, w_off, g, cb * TN + j * VW, ci, cig, cog, f);
+        transform_filters(f, uu);
 #pragma unroll
         for (int xi = 0; xi < A2; ++xi) out[xi * xi_stride + j] = uu[xi];
+    }
+}
+
+/* ---------------------------------------------------------------- filter packing (INLINE_U)
+ * The weight as wino_gemm_out_inline reads it, untransformed (the size of the weight, a quarter of
+ * U for F(4x4)): P[((g*NCB + cb)*cig + ci)*9 + k][TN], tap k of the TN channels of block cb
+ * (zeros for the padding channels). One work-item per (g, cb, ci), as filter_transform. */
+__kernel void filter_pack(
+    __global const T* restrict w, const int w_off,
+    __global GACC* restrict pk,
+    const int cig, const int cog, const int CPg, const int total)
+{
+    const int gid = get_global_id(0);
+    if (gid >= total) return;
+    const int NCB = CPg / TN;
+    const int r = gid / cig, ci = gid - r * cig;
+    const int g = r / NCB, cb = r - g * NCB;
+    __global VACC* out = (__global VACC*)pk + ((g * NCB + cb) * cig + ci) * 9 * NV;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+        VACC f[9];
+        load_filters(w, w_off, g, cb * TN + j * VW, ci, cig, cog, f);
+#pragma unroll
+        for (int k = 0; k < 9; ++k) out[k * NV + j] = f[k];
     }
 }
 
@@ -827,6 +897,28 @@ __kernel void output_transform(__global const GACC* restrict m, const int m_off,
  * channel vector after another, as output_transform does. M never goes to global memory and the
  * output transform's launch goes away. get_global_id(0) = tb, (1) = cb, (2) = g; work-groups of
  * tile blocks share U's panels of one cb (A2 * cig * TN values) in cache. */
+/* The outputs of the block of M that a fused work-item holds (mb[xi][tile][vector]): channel vector
+ * after channel vector, tile after tile, as output_transform does. */
+inline void out_block(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_PARAMS)
+{
+    for (int j = 0; j < NV; ++j) {
+        const int cl0 = cb * TN + j * VW; /* within group g */
+        const int lanes = min(VW, cog - cl0);
+        if (lanes <= 0) return; /* padding channels (and so are the later vectors) */
+        OUT_BIAS_VECTOR(bv);
+        OUT_STAGE_DECL;
+        for (int i = 0; i < TM; ++i) {
+            const int t = tb * TM + i;
+            if (t >= count) break;
+            VACC mm[A2];
+#pragma unroll
+            for (int xi = 0; xi < A2; ++xi) mm[xi] = mb[xi][i][j];
+            out_tile(mm, t, i, g, cl0, lanes, bv, OUT_ARGS STAGE_ARGS);
+        }
+        OUT_FLUSH;
+    }
+}
+
 __kernel void wino_gemm_out(
     __global const GACC* restrict u, __global const GACC* restrict v, const int v_off,
     const int NCB, const int NTB, OUT_PARAMS)
@@ -846,20 +938,99 @@ __kernel void wino_gemm_out(
 #pragma unroll
             for (int j = 0; j < NV; ++j) mb[xi][i][j] = acc[i][j];
     }
-    for (int j = 0; j < NV; ++j) {
-        const int cl0 = cb * TN + j * VW; /* within group g */
-        const int lanes = min(VW, cog - cl0);
-        if (lanes <= 0) return; /* padding channels (and so are the later vectors) */
-        OUT_BIAS_VECTOR(bv);
-        OUT_STAGE_DECL;
-        for (int i = 0; i < TM; ++i) {
-            const int t = tb * TM + i;
-            if (t >= count) break;
-            VACC mm[A2];
+    out_block(mb, tb, cb, g, OUT_ARGS);
+}
+
+/* ---------------------------------------------------------------- fused, filters transformed inline
+ * INLINE_U (the host's choice where U, 4x the weight for F(4x4), would stream from memory every
+ * call while few tile blocks share it: late layers with many channels and few tiles): as
+ * wino_gemm_out, but reading filter_pack's untransformed weight and transforming it in the
+ * work-item, KC input channels at a time into private memory (us), before the A2 GEMMs of those
+ * channels. The block's sums over ci are accumulated in the same order as gemm_block's. */
+#ifndef KC
+#define KC 8
+#endif
+__kernel void wino_gemm_out_inline(
+    __global const GACC* restrict pk, __global const GACC* restrict v, const int v_off,
+    const int NCB, const int NTB, OUT_PARAMS)
+{
+    const int tb = get_global_id(0);
+    const int cb = get_global_id(1);
+    const int g = get_global_id(2);
+    if (tb >= NTB || cb >= NCB) return;
+    /* the chunk's transformed filters: local memory, which PoCL's CPU driver keeps per work-group
+     * (one work-item here) and reuses across work-groups: it stays in L2 (KC: the host's) */
+    __local VACC us[KC * A2 * NV];
+    VACC mb[A2][TM][NV];
 #pragma unroll
-            for (int xi = 0; xi < A2; ++xi) mm[xi] = mb[xi][i][j];
-            out_tile(mm, t, i, g, cl0, lanes, bv, OUT_ARGS STAGE_ARGS);
+    for (int xi = 0; xi < A2; ++xi)
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < NV; ++j) mb[xi][i][j] = (VACC)(0);
+    const __global VACC* gp = (const __global VACC*)pk + (g * NCB + cb) * cig * 9 * NV;
+    const __global GACC* vb = v + v_off + (tb * (CPT / CPg) + g) * cig * A2 * TM;
+    for (int k0 = 0; k0 < cig; k0 += KC) {
+        const int kn = min(KC, cig - k0);
+        for (int c = 0; c < kn; ++c) {
+            const __global VACC* fp = gp + (k0 + c) * 9 * NV;
+#pragma unroll
+            for (int j = 0; j < NV; ++j) {
+                VACC f[9], uu[A2];
+#pragma unroll
+                for (int k = 0; k < 9; ++k) f[k] = fp[k * NV + j];
+#define G_T VACC
+                VACC tmp[ALPHA * 3];
+#pragma unroll
+                for (int q = 0; q < 3; ++q) GI_1D((f + q), (tmp + q), 3);                 /* G' g */
+#pragma unroll
+                for (int i = 0; i < ALPHA; ++i) GI_1D((tmp + 3 * i), (uu + ALPHA * i), 1); /* G' g G'^T */
+#undef G_T
+#pragma unroll
+                for (int xi = 0; xi < A2; ++xi) us[(xi * KC + c) * NV + j] = uu[xi];
+            }
         }
-        OUT_FLUSH;
+        for (int xi = 0; xi < A2; ++xi) {
+#if WPF
+            /* the next chunk's filters, spread over the A2 GEMMs (the weight streams from memory) */
+            for (int q = xi; q < min(KC, cig - k0 - KC) * 9 * NV; q += A2) __builtin_prefetch(gp + (k0 + KC) * 9 * NV + q);
+#endif
+            VACC acc[TM][NV];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < NV; ++j) acc[i][j] = mb[xi][i][j];
+            const __global GACC* vp = vb + (k0 * A2 + xi) * TM;
+            const __local VACC* up = us + xi * KC * NV;
+            for (int c = 0; c < kn; ++c) {
+#if WPF
+                __builtin_prefetch(vp + WPF * A2 * TM);
+#endif
+                VACC bq[NV];
+#pragma unroll
+                for (int j = 0; j < NV; ++j) bq[j] = up[j];
+                up += NV;
+#pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    const GACC a = vp[i];
+#pragma unroll
+                    for (int j = 0; j < NV; ++j) acc[i][j] = a * bq[j] + acc[i][j];
+                }
+                vp += A2 * TM;
+            }
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < NV; ++j) mb[xi][i][j] = acc[i][j];
+        }
     }
+#pragma unroll
+    for (int xi = 0; xi < A2; ++xi) {
+        const GACC d = GD_(xi / ALPHA) * GD_(xi - (xi / ALPHA) * ALPHA);
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < NV; ++j) mb[xi][i][j] *= d;
+    }
+    out_block(mb, tb, cb, g, OUT_ARGS);
 }

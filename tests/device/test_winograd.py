@@ -931,3 +931,124 @@ def test_replayed_calls_with_a_numpy_weight_speculate(cl_device, monkeypatch):
     calls.clear()
     assert p(x, w, b).tobytes() == p(x, w.copy(), b).tobytes()
     assert calls == [1]  # (the copy: another object, the general path)
+
+
+# ------------------------------------------------------------------ filters transformed in the GEMM
+_INLINE_CASES = [
+    # blocks straddling rows and images, 19 output channels (a partly valid vector), 13 input
+    # channels (a chunk of KC and a partial one), bias, a non-finite tile, tile-row chunks
+    ("straddle-nan", (2, 13, 14, 26), (19, 13, 3, 3), {"padding": 1}, True),
+    # groups (work-items along the third dimension), no bias
+    ("groups", (1, 6, 16, 16), (32, 3, 3, 3), {"groups": 2, "padding": 1, "bias": False}, False),
+    # dilation: phase images, outputs scattered and cropped
+    ("dilated", (1, 4, 19, 23), (8, 4, 3, 3), {"padding": 2, "dilation": (2, 3)}, False),
+    # few tiles and many channels (the default's shape: every tile in one block)
+    ("late-layer", (1, 40, 5, 7), (24, 40, 3, 3), {"padding": 1}, False),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "dtype,xs,ws,params,nan",
+    [pytest.param(dtype, *case[1:], id=f"{dtype}-{case[0]}")
+     for case in _INLINE_CASES for dtype in ("float32", "float16", "float64")],
+)
+def test_inline_filter_transform_matches_the_reference(cl_device, variant, dtype, xs, ws, params, nan,
+                                                      monkeypatch):
+    """``wino_gemm_out_inline`` (the filters packed once per weight by ``filter_pack`` and
+    transformed in the GEMM, a chunk of input channels at a time): every output written (out=
+    poisoned), the reference's result and NaN/Inf pattern, the filter-transform path's result
+    within rounding, one launch fewer than the separate kernels; a repeated call (replayed where
+    the device shares host memory) has the first call's bits."""
+    if xs[0] == 2:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
+    params = dict(params)  # (shared by the parametrized cases)
+    bias = params.pop("bias", True)
+    spec = _spec(xs, ws, dtype, bias=bias, **params)
+    x, w, b = _arrays(spec, seed=5)
+    if nan:
+        x[0, 1, 5, 6] = np.nan
+        x[-1, -1, -1, -2] = np.inf
+    names = _record_launches(monkeypatch)
+    out = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", mode)
+        kernel = _kernel(variant, spec, cl_device)
+        assert kernel.inline == (mode == "1")
+        names.clear()
+        out[mode] = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, dtype))
+        if mode == "1":
+            assert names.count("wino_gemm_out_inline") == kernel.plan.nchunks, names
+            assert "filter_pack" in names and "filter_transform" not in names, names
+            assert not {"wino_gemm", "wino_gemm_out", "output_transform"} & set(names), names
+            again = [kernel(x, w, b) for _ in range(3)]
+            assert all(a.tobytes() == out["1"].tobytes() for a in again)
+            assert kernel.filter_transforms == 1
+    check_result(spec, "winograd", x, w, b, out["1"])
+    finite = np.isfinite(out["0"])
+    np.testing.assert_array_equal(finite, np.isfinite(out["1"]))
+    scale = float(np.abs(out["0"][finite]).max())
+    assert float(np.abs(out["1"][finite] - out["0"][finite]).max()) <= scale * {
+        "float16": 2e-2, "float32": 1e-5, "float64": 1e-13}[dtype]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inline_filter_cache_finds_and_recomputes(cl_device, variant, monkeypatch):
+    """The packed weight goes through the filter cache as U does: equal bytes are a hit, an
+    in-place change of a NumPy weight is seen (also right after a replayed call), a device
+    weight is found by buffer."""
+    import pyopencl.array as cl_array
+
+    monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "1")
+    spec = _spec((1, 8, 6, 6), (16, 8, 3, 3), padding=1)
+    kernel = _kernel(variant, spec, cl_device)
+    x, w, b = _arrays(spec, seed=1)
+    y1 = kernel(x, w, b)
+    assert kernel(x, w.copy(), b).tobytes() == y1.tobytes()
+    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 1)
+    kernel(x, w, b)
+    kernel(x, w, b)
+    w[3, 2, 1, 0] += 1.0
+    check_result(spec, "winograd", x, w, b, kernel(x, w, b))
+    assert kernel.filter_transforms == 2
+    q = cl_device.queue
+    wd = cl_array.to_device(q, w)
+    check_result(spec, "winograd", x, w, b, kernel(x, wd, b))
+    kernel(x, wd, b)
+    assert kernel.filter_transforms == 3
+
+
+def test_inlines_filters_by_spec_device_and_switch(cl_device, monkeypatch):
+    """By default only F(4x4) on PoCL's CPU devices, where every tile of the batch fits one GEMM
+    block and U would not stay in cache (ResNet-50's 3x3 layer at 7x7, not at 56x56, not batch
+    16); CLCONV_WINOGRAD_INLINE forces it and names itself when set to anything else. KC fits
+    the device's local memory."""
+    from clconv.errors import ConvValueError
+
+    extra = cl_device.extra or {}
+    pocl = cl_device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
+    late = _spec((1, 512, 7, 7), (512, 512, 3, 3), padding=1)
+    assert winograd.inlines_filters(late, cl_device, 4) == pocl
+    assert not winograd.inlines_filters(late, cl_device, 2)
+    assert not winograd.inlines_filters(_spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1), cl_device, 4)
+    assert not winograd.inlines_filters(_spec((16, 512, 7, 7), (512, 512, 3, 3), padding=1), cl_device, 4)
+    if pocl:
+        alg = winograd.WinogradF4()
+        kernel = alg.prepare(late, cl_device)
+        assert kernel.inline and kernel.params["nv"] == 1 and alg.variants(late, cl_device)[0] == kernel.params
+        assert alg.workspace_bytes(late, cl_device) == kernel.plan.workspace_bytes() + kernel.plan.packed_bytes()
+    monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "1")
+    assert winograd.inlines_filters(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), cl_device, 2)
+    monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "0")
+    assert not winograd.inlines_filters(late, cl_device, 4)
+    monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "yes")
+    with pytest.raises(ConvValueError, match="CLCONV_WINOGRAD_INLINE='yes'"):
+        winograd.inlines_filters(late, cl_device, 4)
+    plan = winograd.make_plan(late, cl_device, 4, winograd.Tiling(vw=16, nv=1, tm=4))
+
+    class Small:
+        extra = {"local_mem_bytes": 32 * 1024}
+
+    assert winograd.inline_chunk(plan, cl_device) in (1, 2, 4, 8)
+    kc = winograd.inline_chunk(plan, Small())
+    assert kc == 4 and kc * plan.a2 * plan.tile.tn * plan.item <= 16 * 1024

@@ -9,7 +9,15 @@ of the 16 or 36 transform positions, M = V @ U, register-blocked) and ``output_t
 directly there, so NaN/Inf propagate as in a direct convolution). On PoCL's CPU devices the last
 two are one kernel, ``wino_gemm_out`` (:func:`fuses_output`): a work-item keeps its block of M
 for every transform position in private memory and transforms it into outputs itself, so M
-never goes to memory (its workspace region is then unused). Layouts: the kernel file.
+never goes to memory (its workspace region is then unused). Where U (4x the weight for F(4x4))
+would stream from memory on every call while all the batch's tiles fit one GEMM block (ResNet-50's
+3x3 layer at 7x7: U 37.7 MB against a 9.4 MB weight), that kernel is ``wino_gemm_out_inline``
+(:func:`inlines_filters`): the cache holds the weight packed in channel blocks (``filter_pack``)
+instead of U, and the GEMM transforms KC input channels' filters at a time into local memory
+(with G's integer part; M is scaled by G's row factors before the output transform). Measured
+(PoCL 3.1, AVX-512 Xeon, kernel alone, ms, U / inline, interleaved): 7x7 0.75-1.05 /
+0.44-0.63; at 14x14 (two tile blocks, each transforming the filters) 0.37-0.45 / 0.39-0.47, and
+more blocks are slower still (56x56 0.28 / 0.39): there it keeps U. Layouts: the kernel file.
 
 Dilation and padding modes (the "atrous via space-to-batch" trick): a stride-1 convolution with
 dilation (dh, dw) splits exactly into dh*dw undilated ones, one per phase (a, b) of the output
@@ -172,7 +180,7 @@ def blocks(spec: ConvSpec, device: Device, mt: int) -> list[tuple[Tiling, int]]:
     from .im2col import vector_registers
 
     tiles = tile_grid(spec, mt)[2]
-    default = tiling(spec, device, tiles)
+    default = inline_tiling(spec, device, mt) if inlines_filters(spec, device, mt) else tiling(spec, device, tiles)
     extra = getattr(device, "extra", {}) or {}
     max_wg = int(extra.get("max_work_group_size", 0) or 1)
     cpu = device.kind == "cpu"
@@ -319,6 +327,10 @@ class Plan:
     def u_bytes(self) -> int:
         return self.groups * self.a2 * self.cpg * self.cig * self.item
 
+    def packed_bytes(self) -> int:
+        """filter_pack's untransformed weight (:func:`inlines_filters`), channels padded to TN."""
+        return self.groups * 9 * self.cpg * self.cig * self.item
+
     def chunks(self) -> Iterator[Chunk]:
         if self.nth == self.th:
             for n0 in range(0, self.batch, self.nimg):
@@ -435,6 +447,10 @@ class WinogradKernel(CachedWeightKernel):
         super().__init__(spec, device, algorithm)
         tile, group = from_params(params) if params else (None, default_group(device))
         self.phases = phase_spec(spec)
+        #: whether the GEMM transforms the filters itself (decided once: the cache holds one form)
+        self.inline = inlines_filters(self.phases, device, algorithm.mt)
+        if tile is None and self.inline:
+            tile = inline_tiling(self.phases, device, algorithm.mt)
         self.plan = make_plan(self.phases, device, algorithm.mt, tile)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
@@ -446,6 +462,7 @@ class WinogradKernel(CachedWeightKernel):
         stream = int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt))
         direct = int(reads_x_directly(self.spec, self.plan.mt) if direct is None else direct)
         wpf = GEMM_PREFETCH if prefetches(self.device) else 0
+        kc = inline_chunk(self.plan, self.device)
         return self.memo_program((ctx.int_ptr, has_bias, stream, direct, wpf), lambda: self.program(
             ctx,
             "winograd.cl",
@@ -456,6 +473,7 @@ class WinogradKernel(CachedWeightKernel):
                 "OUT_STREAM": stream,
                 "DIRECT_X": direct,
                 "WPF": wpf,
+                "KC": kc,
                 **self.plan.tile.defines(),
             },
         ))
@@ -466,7 +484,8 @@ class WinogradKernel(CachedWeightKernel):
         copy of it)."""
         p = self.plan
         s = self.spec
-        u = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(p.u_bytes(), 64))
+        nbytes = p.packed_bytes() if self.inline else p.u_bytes()
+        u = cl.Buffer(queue.context, cl.mem_flags.READ_WRITE, max(nbytes, 64))
         if host is None:
             w_dev = weight
         else:
@@ -477,7 +496,7 @@ class WinogradKernel(CachedWeightKernel):
         ev = runtime.launch(
             queue,
             prog,
-            "filter_transform",
+            "filter_pack" if self.inline else "filter_transform",
             (round_up(total, _FILTER_LOCAL),),
             (_FILTER_LOCAL,),
             *self.buf(w_dev),
@@ -487,7 +506,7 @@ class WinogradKernel(CachedWeightKernel):
             np.int32(p.cpg),
             np.int32(total),
         )
-        return FilterEntry(u, w_dev, host, queue, ev, p.u_bytes() + (0 if host is None else 2 * host.nbytes))
+        return FilterEntry(u, w_dev, host, queue, ev, nbytes + (0 if host is None else 2 * host.nbytes))
 
     # -- the fast path: a call replayed with every constant worked out once
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
@@ -681,6 +700,10 @@ class WinogradKernel(CachedWeightKernel):
                 i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
                 i32(dh), i32(dw),
             )
+            if self.inline:  # ... and the filters are transformed there too
+                out.append(("wino_gemm_out_inline", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
+                            (entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
+                continue
             if fused:  # M stays in the work-item: one launch for the GEMM and the outputs
                 out.append(("wino_gemm_out", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
                             (entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
@@ -693,6 +716,53 @@ class WinogradKernel(CachedWeightKernel):
             out.append(("output_transform", (round_up(p.cpt // tile.vw, o0), round_up(ntb, o1)), (o0, o1),
                         (ws, i32(m_off), *out_args)))
         return out
+
+def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
+    """Whether the fused GEMM transforms the filters itself (``wino_gemm_out_inline``) from the
+    weight packed in blocks (``filter_pack``), instead of reading U: ``CLCONV_WINOGRAD_INLINE``
+    ``1`` / ``0`` forces it on / off (read when the kernel is made: its filter cache holds one
+    form); by default (``auto``) on PoCL's CPU devices where U streams from memory every call
+    and few tile blocks share it."""
+    mode = runtime.env("CLCONV_WINOGRAD_INLINE", "auto")
+    if mode in ("0", "1"):
+        return mode == "1"
+    if mode != "auto":
+        raise ConvValueError(f"CLCONV_WINOGRAD_INLINE={mode!r}: give auto, 0 or 1")
+    if mt != 4 or not pocl_cpu(device):
+        return False
+    tile = inline_tiling(spec, device, mt)
+    return tile_grid(spec, mt)[2] <= tile.tm and make_plan(spec, device, mt, tile).u_bytes() > INLINE_U_BYTES
+
+
+#: :func:`inlines_filters` by default only where U has more bytes than this (it would not stay in
+#: cache from one call to the next).
+INLINE_U_BYTES = 4 * 2**20
+
+
+def inline_tiling(spec: ConvSpec, device: Device, mt: int) -> Tiling:
+    """The GEMM block of :func:`inlines_filters`' kernel: one vector of channels (a work-item's
+    transformed filters, KC x A2 vectors, and its M block stay within L1)."""
+    tiles = tile_grid(spec, mt)[2]
+    t = tiling(spec, device, tiles)
+    return Tiling(vw=t.vw, nv=1, tm=4 if tiles <= 4 else t.tm)
+
+
+#: Input channels whose filters ``wino_gemm_out_inline`` transforms at a time (``KC``), at most:
+#: their A2 x KC vectors stay in L1 with the block of M. Measured (AVX-512 Xeon, kernel alone, ms,
+#: KC 4 / 8 / 16 / 32 / 64): ResNet-50 3x3 at 7 0.445 / 0.444 / 0.69-0.80 / 0.98 / 1.10, at 14
+#: 0.39 / 0.40-0.47 / 0.50 / 0.61 / 0.68.
+INLINE_KC = 8
+
+
+def inline_chunk(plan: Plan, device: Device) -> int:
+    """``KC`` for a plan: :data:`INLINE_KC`, halved until the chunk's transformed filters take at
+    most half the device's local memory."""
+    local = int((getattr(device, "extra", {}) or {}).get("local_mem_bytes", 0) or 0)
+    kc = INLINE_KC
+    while kc > 1 and local and kc * plan.a2 * plan.tile.tn * plan.item > local // 2:
+        kc //= 2
+    return kc
+
 
 def fuses_output(device: Device) -> bool:
     """Whether the GEMM transforms its own block of M into outputs (``wino_gemm_out``, one launch
@@ -758,10 +828,14 @@ class _Winograd(OpenCLAlgorithm):
         self.pool = WorkspacePool()
 
     def workspace_bytes(self, spec: ConvSpec, device: Device) -> int:
-        """V + M of one chunk, plus one transformed weight U (kept across calls)."""
+        """V + M of one chunk, plus one transformed weight U or packed weight (kept across calls)."""
         if spec.batch == 0 or spec.ndim != 2 or spec.transposed:
             return 0
-        p = make_plan(phase_spec(spec), device, self.mt)
+        ps = phase_spec(spec)
+        if inlines_filters(ps, device, self.mt):
+            p = make_plan(ps, device, self.mt, inline_tiling(ps, device, self.mt))
+            return p.workspace_bytes() + p.packed_bytes()
+        p = make_plan(ps, device, self.mt)
         return p.workspace_bytes() + p.u_bytes()
 
     def supports(self, spec: ConvSpec, device: Device) -> Support:
@@ -818,20 +892,27 @@ class _Winograd(OpenCLAlgorithm):
         if spec.ndim != 2 or spec.batch == 0 or spec.transposed:
             return super().cost(spec, device)
         ps = phase_spec(spec)
-        p = make_plan(ps, device, self.mt)
+        inline = inlines_filters(ps, device, self.mt)
+        p = make_plan(ps, device, self.mt, inline_tiling(ps, device, self.mt) if inline else None)
         a2, alpha, mt = p.a2, p.alpha, self.mt
         tiles = round_up(p.tiles, p.tile.tm)
         gemm = 2.0 * a2 * p.cpt * p.cig * tiles
         # B^T d B: 2*alpha 1-D transforms of ~2*alpha FLOPs per tile and input channel;
         # A^T M A: (alpha + mt) 1-D transforms of ~2*alpha FLOPs per tile and output channel
         transforms = tiles * (4.0 * alpha * alpha * spec.in_channels + 2.0 * (alpha + mt) * alpha * p.cpt)
+        if inline:  # G g G^T in every tile block: (3 + alpha) 1-D transforms of ~alpha FLOPs
+            transforms += (tiles // p.tile.tm) * p.cpt * p.cig * (3.0 + alpha) * alpha
         xp = ps.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
         staged = (xp + a2 * tiles * (spec.in_channels + p.cpt)) * p.item
-        # the kernels read U, not the weight (a cached weight is not even uploaded)
+        # the kernels read U (or the packed weight), not the weight (a cached weight is not even
+        # uploaded)
         strided = spec.dilation[1]
-        bytes_ = strided * (spec.nbytes("input") + spec.nbytes("output")) + p.u_bytes() + staged
+        prepared = p.packed_bytes() if inline else p.u_bytes()
+        bytes_ = strided * (spec.nbytes("input") + spec.nbytes("output")) + prepared + staged
         # vectors run along the output channels, blocks of TM rows along the tiles
-        eff = gemm_efficiency(tiles, p.cpg, p.cig, self.gemm_base)
+        # (the inline kernel's few tiles read their transformed filters from L1, not memory: no
+        # thin-shape penalty; measured 0.44-0.52 ms for ResNet-50's 3x3 layer at 7x7, ~45% of peak)
+        eff = gemm_efficiency(32 if inline else tiles, p.cpg, p.cig, self.gemm_base)
         if spec.groups > 1:
             eff *= 0.5
         if strided > 1:
