@@ -943,87 +943,80 @@ __kernel void wino_gemm_out(
 
 /* ---------------------------------------------------------------- fused, filters transformed inline
  * INLINE_U (the host's choice where U, 4x the weight for F(4x4), would stream from memory every
- * call while few tile blocks share it: late layers with many channels and few tiles): as
- * wino_gemm_out, but reading filter_pack's untransformed weight and transforming it in the
- * work-item, KC input channels at a time into private memory (us), before the A2 GEMMs of those
- * channels. The block's sums over ci are accumulated in the same order as gemm_block's. */
+ * call while all the batch's tiles fit one GEMM block: late layers with many channels): as
+ * wino_gemm_out, but transforming the filters in the work-item, KC input channels at a time,
+ * into local memory (us: PoCL's CPU driver keeps a work-group's local memory per thread and
+ * reuses it, so it stays in L1), before the A2 GEMMs of those channels. G = diag(GD) G' with
+ * integer G' (GI_1D: fewer operations than G_1D); M is scaled by GD[a] * GD[b] at the end.
+ * wino_gemm_out_inline reads filter_pack's packed weight (cached per weight by the host);
+ * wino_gemm_out_raw reads the caller's weight itself, RC input channels at a time: float32 with
+ * 16-channel vectors loads each channel's RC x 9 contiguous values as 9 float16 rows and
+ * transposes 16 x 16 blocks with shuffles, the rest gathers them (load_filters). */
 #ifndef KC
 #define KC 8
 #endif
-__kernel void wino_gemm_out_inline(
-    __global const GACC* restrict pk, __global const GACC* restrict v, const int v_off,
-    const int NCB, const int NTB, OUT_PARAMS)
-{
-    const int tb = get_global_id(0);
-    const int cb = get_global_id(1);
-    const int g = get_global_id(2);
-    if (tb >= NTB || cb >= NCB) return;
-    /* the chunk's transformed filters: local memory, which PoCL's CPU driver keeps per work-group
-     * (one work-item here) and reuses across work-groups: it stays in L2 (KC: the host's) */
-    __local VACC us[KC * A2 * NV];
-    VACC mb[A2][TM][NV];
-#pragma unroll
-    for (int xi = 0; xi < A2; ++xi)
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < NV; ++j) mb[xi][i][j] = (VACC)(0);
-    const __global VACC* gp = (const __global VACC*)pk + (g * NCB + cb) * cig * 9 * NV;
-    const __global GACC* vb = v + v_off + (tb * (CPT / CPg) + g) * cig * A2 * TM;
-    for (int k0 = 0; k0 < cig; k0 += KC) {
-        const int kn = min(KC, cig - k0);
-        for (int c = 0; c < kn; ++c) {
-            const __global VACC* fp = gp + (k0 + c) * 9 * NV;
-#pragma unroll
-            for (int j = 0; j < NV; ++j) {
-                VACC f[9], uu[A2];
-#pragma unroll
-                for (int k = 0; k < 9; ++k) f[k] = fp[k * NV + j];
+#define RC 16 /* input channels of raw filters transposed at a time */
+#define KR (KC < 4 ? KC : 4) /* wino_gemm_out_raw's chunks: with RC's 16 x 9 vectors in L1 too, 8 spilled */
+
+/* One chunk of kn <= KCH input channels from k0: their filters' nine vectors per channel and
+ * channel vector at FP (an lvalue expression of c, k, j), transformed into us, then the A2
+ * GEMMs into mb. PF(xi): prefetches spread over the GEMMs. */
+#define CHUNK_GEMM(KCH, FP, PF)                                                                       \
+    do {                                                                                           \
+        for (int c = 0; c < kn; ++c) {                                                             \
+            _Pragma("unroll") for (int j = 0; j < NV; ++j) {                                       \
+                VACC f[9], uu[A2], tmp[ALPHA * 3];                                                 \
+                _Pragma("unroll") for (int k = 0; k < 9; ++k) f[k] = FP;                           \
+                _Pragma("unroll") for (int q = 0; q < 3; ++q) GI_1D((f + q), (tmp + q), 3);        \
+                _Pragma("unroll") for (int i = 0; i < ALPHA; ++i) GI_1D((tmp + 3 * i), (uu + ALPHA * i), 1); \
+                _Pragma("unroll") for (int xi = 0; xi < A2; ++xi) us[(xi * (KCH) + c) * NV + j] = uu[xi]; \
+            }                                                                                      \
+        }                                                                                          \
+        for (int xi = 0; xi < A2; ++xi) {                                                          \
+            PF(xi);                                                                                \
+            VACC acc[TM][NV];                                                                      \
+            _Pragma("unroll") for (int i = 0; i < TM; ++i)                                         \
+                _Pragma("unroll") for (int j = 0; j < NV; ++j) acc[i][j] = mb[xi][i][j];           \
+            const __global GACC* vp = vb + (k0 * A2 + xi) * TM;                                    \
+            const __local VACC* up = us + xi * (KCH) * NV;                                         \
+            for (int c = 0; c < kn; ++c) {                                                         \
+                GEMM_PREFETCH_V(vp);                                                               \
+                VACC bq[NV];                                                                       \
+                _Pragma("unroll") for (int j = 0; j < NV; ++j) bq[j] = up[j];                      \
+                up += NV;                                                                          \
+                _Pragma("unroll") for (int i = 0; i < TM; ++i) {                                   \
+                    const GACC a = vp[i];                                                          \
+                    _Pragma("unroll") for (int j = 0; j < NV; ++j) acc[i][j] = a * bq[j] + acc[i][j]; \
+                }                                                                                  \
+                vp += A2 * TM;                                                                     \
+            }                                                                                      \
+            _Pragma("unroll") for (int i = 0; i < TM; ++i)                                         \
+                _Pragma("unroll") for (int j = 0; j < NV; ++j) mb[xi][i][j] = acc[i][j];           \
+        }                                                                                          \
+    } while (0)
+#if WPF
+#define GEMM_PREFETCH_V(vp) __builtin_prefetch((vp) + WPF * A2 * TM)
+#else
+#define GEMM_PREFETCH_V(vp)
+#endif
 #define G_T VACC
-                VACC tmp[ALPHA * 3];
-#pragma unroll
-                for (int q = 0; q < 3; ++q) GI_1D((f + q), (tmp + q), 3);                 /* G' g */
-#pragma unroll
-                for (int i = 0; i < ALPHA; ++i) GI_1D((tmp + 3 * i), (uu + ALPHA * i), 1); /* G' g G'^T */
-#undef G_T
-#pragma unroll
-                for (int xi = 0; xi < A2; ++xi) us[(xi * KC + c) * NV + j] = uu[xi];
-            }
-        }
-        for (int xi = 0; xi < A2; ++xi) {
-#if WPF
-            /* the next chunk's filters, spread over the A2 GEMMs (the weight streams from memory) */
-            for (int q = xi; q < min(KC, cig - k0 - KC) * 9 * NV; q += A2) __builtin_prefetch(gp + (k0 + KC) * 9 * NV + q);
-#endif
-            VACC acc[TM][NV];
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < NV; ++j) acc[i][j] = mb[xi][i][j];
-            const __global GACC* vp = vb + (k0 * A2 + xi) * TM;
-            const __local VACC* up = us + xi * KC * NV;
-            for (int c = 0; c < kn; ++c) {
-#if WPF
-                __builtin_prefetch(vp + WPF * A2 * TM);
-#endif
-                VACC bq[NV];
-#pragma unroll
-                for (int j = 0; j < NV; ++j) bq[j] = up[j];
-                up += NV;
-#pragma unroll
-                for (int i = 0; i < TM; ++i) {
-                    const GACC a = vp[i];
-#pragma unroll
-                    for (int j = 0; j < NV; ++j) acc[i][j] = a * bq[j] + acc[i][j];
-                }
-                vp += A2 * TM;
-            }
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < NV; ++j) mb[xi][i][j] = acc[i][j];
-        }
-    }
+
+/* the start of both kernels: the work-item's block, its zeroed M and its V */
+#define INLINE_PROLOGUE                                                                            \
+    const int tb = get_global_id(0);                                                               \
+    const int cb = get_global_id(1);                                                               \
+    const int g = get_global_id(2);                                                                \
+    if (tb >= NTB || cb >= NCB) return;                                                            \
+    __local VACC us[KC * A2 * NV];                                                                 \
+    VACC mb[A2][TM][NV];                                                                           \
+    _Pragma("unroll") for (int xi = 0; xi < A2; ++xi)                                              \
+        _Pragma("unroll") for (int i = 0; i < TM; ++i)                                             \
+            _Pragma("unroll") for (int j = 0; j < NV; ++j) mb[xi][i][j] = (VACC)(0);               \
+    const __global GACC* vb = v + v_off + (tb * (CPT / CPg) + g) * cig * A2 * TM
+
+/* the end of both: M scaled by G's row factors, transformed into outputs */
+inline void inline_epilogue(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_PARAMS)
+{
 #pragma unroll
     for (int xi = 0; xi < A2; ++xi) {
         const GACC d = GD_(xi / ALPHA) * GD_(xi - (xi / ALPHA) * ALPHA);
@@ -1034,3 +1027,112 @@ __kernel void wino_gemm_out_inline(
     }
     out_block(mb, tb, cb, g, OUT_ARGS);
 }
+
+__kernel void wino_gemm_out_inline(
+    __global const GACC* restrict pk, __global const GACC* restrict v, const int v_off,
+    const int NCB, const int NTB, OUT_PARAMS)
+{
+    INLINE_PROLOGUE;
+    const __global VACC* gp = (const __global VACC*)pk + (g * NCB + cb) * cig * 9 * NV;
+    for (int k0 = 0; k0 < cig; k0 += KC) {
+        const int kn = min(KC, cig - k0);
+        const __global VACC* fp = gp + k0 * 9 * NV;
+        /* the next chunk's filters, spread over the A2 GEMMs (the weight streams from memory) */
+#if WPF
+#define PF_PACKED(xi)                                                                              \
+    for (int q = (xi); q < min(KC, cig - k0 - KC) * 9 * NV; q += A2) __builtin_prefetch(fp + KC * 9 * NV + q)
+#else
+#define PF_PACKED(xi)
+#endif
+        CHUNK_GEMM(KC, fp[(c * 9 + k) * NV + j], PF_PACKED);
+    }
+    inline_epilogue(mb, tb, cb, g, OUT_ARGS);
+}
+
+#if VW == 16 && CLCONV_DTYPE == 32 && defined(__clang__)
+#define RAW_SHUFFLE 1
+/* r[i][j] -> r[j][i] for a 16 x 16 block (32-bit, then 64-bit interleaves within 128-bit lanes,
+ * then a 4 x 4 transpose of the lanes: 64 two-source shuffles, one instruction each on AVX-512) */
+inline void transpose16(float16 r[16])
+{
+    float16 a[16], b[16];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        a[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+        a[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        b[4 * k + 0] = __builtin_shufflevector(a[4 * k], a[4 * k + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * k + 1] = __builtin_shufflevector(a[4 * k], a[4 * k + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        b[4 * k + 2] = __builtin_shufflevector(a[4 * k + 1], a[4 * k + 3], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * k + 3] = __builtin_shufflevector(a[4 * k + 1], a[4 * k + 3], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    /* b[4k + m], 128-bit lane L = column 4L + m of rows 4k .. 4k + 3 */
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+        const float16 p = __builtin_shufflevector(b[m], b[4 + m], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        const float16 q = __builtin_shufflevector(b[m], b[4 + m], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        const float16 s = __builtin_shufflevector(b[8 + m], b[12 + m], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        const float16 t = __builtin_shufflevector(b[8 + m], b[12 + m], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        r[m] = __builtin_shufflevector(p, s, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[8 + m] = __builtin_shufflevector(p, s, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        r[4 + m] = __builtin_shufflevector(q, t, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[12 + m] = __builtin_shufflevector(q, t, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+}
+#else
+#define RAW_SHUFFLE 0
+#endif
+
+__kernel void wino_gemm_out_raw(
+    __global const GACC* restrict v, const int v_off, const int NCB, const int NTB, OUT_PARAMS)
+{
+    INLINE_PROLOGUE;
+    __local VACC gr[RC * 9 * NV]; /* the raw chunk's filters, vectors along the channels */
+    for (int r0 = 0; r0 < cig; r0 += RC) {
+        const int rn = min(RC, cig - r0);
+#pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const int co0 = cb * TN + j * VW;
+#if RAW_SHUFFLE
+            if (rn == RC && co0 + VW <= cog) { /* 16 channels' RC x 9 values: 9 rows of 16 each */
+                const __global T* base = w + w_off + ((g * cog + co0) * cig + r0) * 9;
+                for (int q = 0; q < 9; ++q) {
+                    float16 rows[16];
+#pragma unroll
+                    for (int e = 0; e < 16; ++e) rows[e] = *(const __global UV16*)(base + e * cig * 9 + q * 16);
+                    transpose16(rows);
+#pragma unroll
+                    for (int c = 0; c < 16; ++c) gr[(q * 16 + c) * NV + j] = rows[c];
+                }
+                continue;
+            }
+#endif
+            for (int c = 0; c < rn; ++c) {
+                VACC f[9];
+                load_filters(w, w_off, g, co0, r0 + c, cig, cog, f);
+#pragma unroll
+                for (int k = 0; k < 9; ++k) gr[(c * 9 + k) * NV + j] = f[k];
+            }
+        }
+        for (int k1 = 0; k1 < rn; k1 += KR) {
+            const int k0 = r0 + k1, kn = min(KR, rn - k1);
+#if WPF && RAW_SHUFFLE
+            /* the next chunk's rows (16 channels x 9 lines per vector of channels), spread over the
+             * chunk's GEMMs: 16 streams the hardware prefetcher does not follow */
+            const __global T* next = w + w_off + ((g * cog + cb * TN) * cig + r0 + RC) * 9;
+            const bool more = r0 + 2 * RC <= cig;
+#define PF_RAW(xi)                                                                                 \
+    if (more && (k1 / KR) * A2 + (xi) < TN)                                                        \
+        _Pragma("unroll") for (int l = 0; l < 9; ++l)                                              \
+            __builtin_prefetch(next + ((k1 / KR) * A2 + (xi)) * cig * 9 + l * 16)
+#else
+#define PF_RAW(xi)
+#endif
+            CHUNK_GEMM(KR, gr[((k1 + c) * 9 + k) * NV + j], PF_RAW);
+        }
+    }
+    inline_epilogue(mb, tb, cb, g, OUT_ARGS);
+}
+#undef G_T

@@ -948,18 +948,20 @@ _INLINE_CASES = [
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["1", "raw"])
 @pytest.mark.parametrize(
     "dtype,xs,ws,params,nan",
     [pytest.param(dtype, *case[1:], id=f"{dtype}-{case[0]}")
      for case in _INLINE_CASES for dtype in ("float32", "float16", "float64")],
 )
-def test_inline_filter_transform_matches_the_reference(cl_device, variant, dtype, xs, ws, params, nan,
+def test_inline_filter_transform_matches_the_reference(cl_device, variant, mode, dtype, xs, ws, params, nan,
                                                       monkeypatch):
-    """``wino_gemm_out_inline`` (the filters packed once per weight by ``filter_pack`` and
-    transformed in the GEMM, a chunk of input channels at a time): every output written (out=
-    poisoned), the reference's result and NaN/Inf pattern, the filter-transform path's result
-    within rounding, one launch fewer than the separate kernels; a repeated call (replayed where
-    the device shares host memory) has the first call's bits."""
+    """The GEMM transforming the filters itself, a chunk of input channels at a time, from the
+    packed weight (``filter_pack`` + ``wino_gemm_out_inline``) or from the caller's NumPy weight
+    (``wino_gemm_out_raw``: float32 with 16-channel vectors by default, every dtype and width with
+    ``CLCONV_WINOGRAD_INLINE=raw``): every output written (out= poisoned), the reference's result
+    and NaN/Inf pattern, the filter-transform path's result within rounding; a repeated call
+    (replayed where the device shares host memory) has the first call's bits."""
     if xs[0] == 2:
         monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
     params = dict(params)  # (shared by the parametrized cases)
@@ -971,51 +973,59 @@ def test_inline_filter_transform_matches_the_reference(cl_device, variant, dtype
         x[-1, -1, -1, -2] = np.inf
     names = _record_launches(monkeypatch)
     out = {}
-    for mode in ("1", "0"):
-        monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", mode)
+    for m in (mode, "0"):
+        monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", m)
         kernel = _kernel(variant, spec, cl_device)
-        assert kernel.inline == (mode == "1")
+        assert kernel.inline == (m != "0")
         names.clear()
-        out[mode] = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, dtype))
-        if mode == "1":
-            assert names.count("wino_gemm_out_inline") == kernel.plan.nchunks, names
-            assert "filter_pack" in names and "filter_transform" not in names, names
-            assert not {"wino_gemm", "wino_gemm_out", "output_transform"} & set(names), names
-            again = [kernel(x, w, b) for _ in range(3)]
-            assert all(a.tobytes() == out["1"].tobytes() for a in again)
-            assert kernel.filter_transforms == 1
-    check_result(spec, "winograd", x, w, b, out["1"])
+        out[m] = kernel(x, w, b, out=np.full(spec.output_shape, np.nan, dtype))
+        if m == "0":
+            continue
+        assert kernel.raw == (m == "raw" or (dtype == "float32" and kernel.plan.tile.vw == 16))
+        gemm = "wino_gemm_out_raw" if kernel.raw else "wino_gemm_out_inline"
+        assert names.count(gemm) == kernel.plan.nchunks, names
+        assert ("filter_pack" in names) != kernel.raw and "filter_transform" not in names, names
+        assert not {"wino_gemm", "wino_gemm_out", "output_transform"} & set(names), names
+        again = [kernel(x, w, b) for _ in range(3)]
+        assert all(a.tobytes() == out[m].tobytes() for a in again)
+        assert kernel.filter_transforms == (0 if kernel.raw else 1)
+    check_result(spec, "winograd", x, w, b, out[mode])
     finite = np.isfinite(out["0"])
-    np.testing.assert_array_equal(finite, np.isfinite(out["1"]))
+    np.testing.assert_array_equal(finite, np.isfinite(out[mode]))
     scale = float(np.abs(out["0"][finite]).max())
-    assert float(np.abs(out["1"][finite] - out["0"][finite]).max()) <= scale * {
+    assert float(np.abs(out[mode][finite] - out["0"][finite]).max()) <= scale * {
         "float16": 2e-2, "float32": 1e-5, "float64": 1e-13}[dtype]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_inline_filter_cache_finds_and_recomputes(cl_device, variant, monkeypatch):
-    """The packed weight goes through the filter cache as U does: equal bytes are a hit, an
-    in-place change of a NumPy weight is seen (also right after a replayed call), a device
-    weight is found by buffer."""
+@pytest.mark.parametrize("cin,cout", [(32, 16), (40, 24)], ids=["whole-blocks", "partial-blocks"])
+def test_inline_weights_read_in_place_or_cached(cl_device, variant, cin, cout, monkeypatch):
+    """A NumPy weight that the GEMM reads in place is seen as it is on every call, replayed or
+    not (an in-place change included; no copy, nothing cached); one read through the packed copy
+    is compared and recomputed when it changed; a device weight's packed copy is found by
+    buffer. 32 and 40 input channels x 16 and 24 output channels: whole 16 x 16 transposed
+    blocks, and a partial chunk and channel block that gather (float32, 16-channel vectors on
+    every device: Oclgrind checks the transposed blocks' loads too)."""
     import pyopencl.array as cl_array
 
     monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "1")
-    spec = _spec((1, 8, 6, 6), (16, 8, 3, 3), padding=1)
+    monkeypatch.setattr(winograd, "inline_tiling", lambda spec, device, mt: winograd.Tiling(vw=16, nv=1, tm=4))
+    spec = _spec((1, cin, 6, 6), (cout, cin, 3, 3), padding=1)
     kernel = _kernel(variant, spec, cl_device)
     x, w, b = _arrays(spec, seed=1)
+    check_result(spec, "winograd", x, w, b, kernel(x, w, b))
     y1 = kernel(x, w, b)
     assert kernel(x, w.copy(), b).tobytes() == y1.tobytes()
-    assert (kernel.filter_transforms, kernel.filter_cache_hits) == (1, 1)
-    kernel(x, w, b)
-    kernel(x, w, b)
-    w[3, 2, 1, 0] += 1.0
-    check_result(spec, "winograd", x, w, b, kernel(x, w, b))
-    assert kernel.filter_transforms == 2
+    for _ in range(2):
+        w[3, 2, 1, 0] += 1.0  # in place, after replayed calls
+        check_result(spec, "winograd", x, w, b, kernel(x, w, b))
+    assert kernel.raw and kernel.filter_transforms == 0
+    packed = 0
     q = cl_device.queue
     wd = cl_array.to_device(q, w)
     check_result(spec, "winograd", x, w, b, kernel(x, wd, b))
     kernel(x, wd, b)
-    assert kernel.filter_transforms == 3
+    assert kernel.filter_transforms == packed + 1
 
 
 def test_inlines_filters_by_spec_device_and_switch(cl_device, monkeypatch):
@@ -1037,12 +1047,20 @@ def test_inlines_filters_by_spec_device_and_switch(cl_device, monkeypatch):
         kernel = alg.prepare(late, cl_device)
         assert kernel.inline and kernel.params["nv"] == 1 and alg.variants(late, cl_device)[0] == kernel.params
         assert alg.workspace_bytes(late, cl_device) == kernel.plan.workspace_bytes() + kernel.plan.packed_bytes()
+    tiny = _spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1)
     monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "1")
-    assert winograd.inlines_filters(_spec((1, 4, 8, 8), (4, 4, 3, 3), padding=1), cl_device, 2)
+    assert winograd.inlines_filters(tiny, cl_device, 2)
+    assert winograd.reads_raw_weights(tiny, winograd.Tiling(vw=16, nv=1, tm=8))
+    assert not winograd.reads_raw_weights(tiny, winograd.Tiling(vw=8, nv=1, tm=8))
+    assert not winograd.reads_raw_weights(_spec((1, 4, 8, 8), (4, 4, 3, 3), "float64", padding=1),
+                                          winograd.Tiling(vw=16, nv=1, tm=8))
+    monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "raw")
+    assert winograd.inlines_filters(tiny, cl_device, 4)
+    assert winograd.reads_raw_weights(tiny, winograd.Tiling(vw=4, nv=2, tm=4))
     monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "0")
     assert not winograd.inlines_filters(late, cl_device, 4)
     monkeypatch.setenv("CLCONV_WINOGRAD_INLINE", "yes")
-    with pytest.raises(ConvValueError, match="CLCONV_WINOGRAD_INLINE='yes'"):
+    with pytest.raises(ConvValueError, match="CLCONV_WINOGRAD_INLINE='yes': give auto, 0, 1 or raw"):
         winograd.inlines_filters(late, cl_device, 4)
     plan = winograd.make_plan(late, cl_device, 4, winograd.Tiling(vw=16, nv=1, tm=4))
 

@@ -14,7 +14,10 @@ would stream from memory on every call while all the batch's tiles fit one GEMM 
 3x3 layer at 7x7: U 37.7 MB against a 9.4 MB weight), that kernel is ``wino_gemm_out_inline``
 (:func:`inlines_filters`): the cache holds the weight packed in channel blocks (``filter_pack``)
 instead of U, and the GEMM transforms KC input channels' filters at a time into local memory
-(with G's integer part; M is scaled by G's row factors before the output transform). Measured
+(with G's integer part; M is scaled by G's row factors before the output transform); a
+float32 NumPy weight is read in place instead (``wino_gemm_out_raw``, :func:`reads_raw_weights`:
+16 x 16 blocks transposed with shuffles), so that nothing is copied, cached or compared per
+call (comparing a 9.4 MB weight's bytes cost ~0.35 ms a call, as much as the GEMM). Measured
 (PoCL 3.1, AVX-512 Xeon, kernel alone, ms, U / inline, interleaved): 7x7 0.75-1.05 /
 0.44-0.63; at 14x14 (two tile blocks, each transforming the filters) 0.37-0.45 / 0.39-0.47, and
 more blocks are slower still (56x56 0.28 / 0.39): there it keeps U. Layouts: the kernel file.
@@ -76,6 +79,7 @@ from .. import runtime
 from ..base import (
     INT32_MAX,
     OpenCLAlgorithm,
+    OpenCLKernel,
     WorkspacePool,
     host_address,
     pocl_cpu,
@@ -452,6 +456,9 @@ class WinogradKernel(CachedWeightKernel):
         if tile is None and self.inline:
             tile = inline_tiling(self.phases, device, algorithm.mt)
         self.plan = make_plan(self.phases, device, algorithm.mt, tile)
+        #: NumPy weights read as they are, in place of the packed copy (:func:`reads_raw_weights`)
+        self.raw = self.inline and reads_raw_weights(spec, self.plan.tile)
+        self._raw_call = False  # the call in progress reads the raw weight (set under the call lock)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
         self._x_elems = spec.batch * spec.in_channels * spec.in_size[0] * spec.in_size[1]
@@ -510,7 +517,15 @@ class WinogradKernel(CachedWeightKernel):
 
     # -- the fast path: a call replayed with every constant worked out once
     def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
-        result = super()._compute(queue, on_device, input, weight, bias, out)
+        if self.raw and not is_device_array(weight):
+            # the kernels read the caller's weight itself: no prepared copy, nothing to compare
+            self._raw_call = True
+            try:
+                result = OpenCLKernel._compute(self, queue, on_device, input, weight, bias, out)
+            finally:
+                self._raw_call = False
+        else:
+            result = super()._compute(queue, on_device, input, weight, bias, out)
         replays = self.__dict__.setdefault("_replays", {})
         # (a replay keeps its weight and bias alive: the ids stay theirs)
         key = (id(weight), id(bias), tuple(runtime.env(name, default) for name, default in _SWITCHES))
@@ -557,7 +572,13 @@ class WinogradKernel(CachedWeightKernel):
             return None  # a device bias, or one staged (not read in place): the general path
         ctx = queue.context
         host = isinstance(weight, np.ndarray)
-        if host:  # found unchanged by this call's comparison: replays speculate as _speculation does
+        w_args: tuple | None = None
+        if host and self.raw:  # read in place by the kernels: nothing to compare
+            kept = views.get("weight")
+            if kept is None or kept[0] is not weight:
+                return None  # staged (not read in place): the general path
+            entry, w_args, host = None, self.buf(kept[1]), False
+        elif host:  # found unchanged by this call's comparison: replays speculate as _speculation does
             last = self._last_host
             if last is None or last[0] != id(weight) or last[1] != host_address(weight):
                 return None
@@ -568,10 +589,11 @@ class WinogradKernel(CachedWeightKernel):
                                                        int(weight.offset)))
         else:
             return None
-        if (entry is None or entry.queue.int_ptr != queue.int_ptr
+        if ((w_args is None and (entry is None or entry.queue.int_ptr != queue.int_ptr))
                 or queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE):
             return None
-        w_host, w_addr = (entry.host, host_address(weight)) if host else (None, 0)
+        w_host = entry.host if host else None
+        w_addr = host_address(weight) if isinstance(weight, np.ndarray) else 0
         spec, p = self.spec, self.plan
         direct = reads_x_directly(spec, p.mt)
         prog = self._program(ctx, bias is not None, direct)
@@ -580,8 +602,9 @@ class WinogradKernel(CachedWeightKernel):
             pass
         slot = {name: object() for name in ("x", "x_off", "x_end", "y", "y_off")}
         b_args = self.buf(views["bias"][1]) if bias is not None else (None, np.int32(0))
-        plan = self._launches(direct, fuses_output(dev), slot["x"], slot["x_off"], slot["x_end"], entry, b_args,
-                              slot["y"], slot["y_off"], ws0)
+        u, w_args = (None, w_args) if entry is None else (entry.u, self.buf(entry.w_dev))
+        plan = self._launches(direct, fuses_output(dev), slot["x"], slot["x_off"], slot["x_end"], u, w_args,
+                              b_args, slot["y"], slot["y_off"], ws0)
         which = {id(v): k for k, v in slot.items()}
         sample = {"x": ws0, "y": ws0, "x_off": np.int32(0), "x_end": np.int32(0), "y_off": np.int32(0)}
         launches = []
@@ -597,9 +620,9 @@ class WinogradKernel(CachedWeightKernel):
 
         def fast(x: Any, w: Any, b: Any) -> np.ndarray | None:
             if (w is not weight or b is not bias or w.shape != w_shape
-                    or (host and host_address(w) != w_addr) or (b is not None and b.shape != b_shape)):
+                    or (w_addr and host_address(w) != w_addr) or (b is not None and b.shape != b_shape)):
                 return None
-            if not still_cached(entry):  # the prepared weight was evicted
+            if entry is not None and not still_cached(entry):  # the prepared weight was evicted
                 replays.pop(key, None)  # made again by the next general call
                 return None
             arrays = io(x)
@@ -630,28 +653,39 @@ class WinogradKernel(CachedWeightKernel):
                 self._last_host = None
                 replays.pop(key, None)
                 return None
-            self.filter_cache_hits += 1
+            if entry is not None:
+                self.filter_cache_hits += 1
             return result
 
         return fast
 
     # -- the launches per chunk
-    def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        if self._raw_call:  # the caller's weight itself (see _compute)
+            self._launch(queue, x, None, b, y, w)
+        else:
+            super().run(queue, x, w, b, y)
+
+    def _launch(self, queue: Any, x: Any, entry: FilterEntry | None, b: Any, y: Any, w: Any = None) -> None:
+        """The launches with the prepared weight ``entry``, or (None) reading the weight ``w``."""
         direct = reads_x_directly(self.spec, self.plan.mt)  # once: the program and the launches agree
         prog = self._program(queue.context, b is not None, direct)
         x_buf, x_off = self.buf(x)
         x_end = np.int32(int(x_off) + self._x_elems)
         bias = self.buf(b) if b is not None else (None, np.int32(0))
+        u, w_args = (None, self.buf(w)) if entry is None else (entry.u, self.buf(entry.w_dev))
         with self.algorithm.pool.hold(queue, self.plan.workspace_bytes()) as ws:
             for name, gsize, lsize, args in self._launches(direct, fuses_output(self.device), x_buf, x_off, x_end,
-                                                         entry, bias, *self.buf(y), ws):
+                                                         u, w_args, bias, *self.buf(y), ws):
                 runtime.launch(queue, prog, name, gsize, lsize, *args)
 
-    def _launches(self, direct: bool, fused: bool, x_buf: Any, x_off: Any, x_end: Any, entry: FilterEntry,
-                  bias: tuple[Any, Any], y_buf: Any, y_off: Any, ws: Any) -> list[tuple[str, tuple, tuple, tuple]]:
+    def _launches(self, direct: bool, fused: bool, x_buf: Any, x_off: Any, x_end: Any, u: Any,
+                  w_args: tuple[Any, Any], bias: tuple[Any, Any], y_buf: Any, y_off: Any,
+                  ws: Any) -> list[tuple[str, tuple, tuple, tuple]]:
         """(kernel name, global size, local size, arguments) of every launch of a call, in order
-        (x_end: the element index past x's last, which the direct input transform's loads stay
-        below)."""
+        (u: the prepared weight's buffer, None where the GEMM reads the weight itself; w_args:
+        the weight's buffer and offset, which the non-finite fallback reads; x_end: the element
+        index past x's last, which the direct input transform's loads stay below)."""
         s = self.spec
         p = self.plan
         tile = p.tile
@@ -660,7 +694,7 @@ class WinogradKernel(CachedWeightKernel):
         ih, iw = s.in_size
         oh, ow = s.out_size
         ph, pw = s.pad_before
-        w_buf, w_off = self.buf(entry.w_dev)
+        w_buf, w_off = w_args
         v_off = p.xp_elems()
         m_off = v_off + p.v_elems()
         xpw = p.xpw
@@ -700,16 +734,20 @@ class WinogradKernel(CachedWeightKernel):
                 i32(ph), i32(pw), i32(c.n0), i32(c.th0), i32(c.nth), i32(p.tw), i32(count),
                 i32(dh), i32(dw),
             )
-            if self.inline:  # ... and the filters are transformed there too
+            if u is None:  # ... and the filters are read from the weight and transformed there
+                out.append(("wino_gemm_out_raw", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
+                            (ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
+                continue
+            if self.inline:  # ... from the packed weight
                 out.append(("wino_gemm_out_inline", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
-                            (entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
+                            (u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
                 continue
             if fused:  # M stays in the work-item: one launch for the GEMM and the outputs
                 out.append(("wino_gemm_out", (ntb, p.ncb, p.groups), (_FUSED_LOCAL, 1, 1),
-                            (entry.u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
+                            (u, ws, i32(v_off), i32(p.ncb), i32(ntb), *out_args)))
                 continue
             out.append(("wino_gemm", (round_up(ntb, g0), p.ncb, p.groups * p.a2), (g0, 1, 1), (
-                entry.u, ws, i32(v_off), ws, i32(m_off), i32(p.cig), i32(p.ncb), i32(ntb),
+                u, ws, i32(v_off), ws, i32(m_off), i32(p.cig), i32(p.ncb), i32(ntb),
                 i32(p.cpg), i32(p.cpt),
             )))
             o0, o1 = _OUTPUT_LOCAL
@@ -724,10 +762,10 @@ def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
     form); by default (``auto``) on PoCL's CPU devices where U streams from memory every call
     and few tile blocks share it."""
     mode = runtime.env("CLCONV_WINOGRAD_INLINE", "auto")
-    if mode in ("0", "1"):
-        return mode == "1"
+    if mode in ("0", "1", "raw"):
+        return mode != "0"
     if mode != "auto":
-        raise ConvValueError(f"CLCONV_WINOGRAD_INLINE={mode!r}: give auto, 0 or 1")
+        raise ConvValueError(f"CLCONV_WINOGRAD_INLINE={mode!r}: give auto, 0, 1 or raw")
     if mt != 4 or not pocl_cpu(device):
         return False
     tile = inline_tiling(spec, device, mt)
@@ -737,6 +775,17 @@ def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
 #: :func:`inlines_filters` by default only where U has more bytes than this (it would not stay in
 #: cache from one call to the next).
 INLINE_U_BYTES = 4 * 2**20
+
+
+def reads_raw_weights(spec: ConvSpec, tile: Tiling) -> bool:
+    """Whether a kernel that :func:`inlines_filters` reads a NumPy weight as it is
+    (``wino_gemm_out_raw``: no packed copy, so no comparison of the weight's bytes per call)
+    rather than through the filter cache: float32 with 16-channel vectors (the kernel transposes
+    16 x 16 blocks of it with shuffles), or any spec with ``CLCONV_WINOGRAD_INLINE=raw`` (other
+    vector widths and dtypes gather the values one by one). Device weights keep the cache."""
+    if runtime.env("CLCONV_WINOGRAD_INLINE", "auto") == "raw":
+        return True
+    return spec.dtype == "float32" and tile.vw == 16
 
 
 def inline_tiling(spec: ConvSpec, device: Device, mt: int) -> Tiling:
