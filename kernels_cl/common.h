@@ -55,4 +55,41 @@ inline int clconv_gather_index(int t, int stride, int n) {
     return i < n ? i : -1;
 }
 
+/* clconv_transpose16 (clang's __builtin_shufflevector: PoCL, Oclgrind): CLCONV_SHUFFLE 1. */
+#if defined(__clang__)
+#define CLCONV_SHUFFLE 1
+/* r[i][j] -> r[j][i] for a 16 x 16 block (32-bit, then 64-bit interleaves within 128-bit lanes,
+ * then a 4 x 4 transpose of the lanes: 64 two-source shuffles, one instruction each on AVX-512) */
+inline void clconv_transpose16(float16 r[16])
+{
+    float16 a[16], b[16];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        a[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+        a[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        b[4 * k + 0] = __builtin_shufflevector(a[4 * k], a[4 * k + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * k + 1] = __builtin_shufflevector(a[4 * k], a[4 * k + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        b[4 * k + 2] = __builtin_shufflevector(a[4 * k + 1], a[4 * k + 3], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * k + 3] = __builtin_shufflevector(a[4 * k + 1], a[4 * k + 3], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    /* b[4k + m], 128-bit lane L = column 4L + m of rows 4k .. 4k + 3 */
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+        const float16 p = __builtin_shufflevector(b[m], b[4 + m], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        const float16 q = __builtin_shufflevector(b[m], b[4 + m], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        const float16 s = __builtin_shufflevector(b[8 + m], b[12 + m], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        const float16 t = __builtin_shufflevector(b[8 + m], b[12 + m], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        r[m] = __builtin_shufflevector(p, s, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[8 + m] = __builtin_shufflevector(p, s, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        r[4 + m] = __builtin_shufflevector(q, t, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[12 + m] = __builtin_shufflevector(q, t, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+}
+#else
+#define CLCONV_SHUFFLE 0
+#endif
+
 #endif

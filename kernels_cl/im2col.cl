@@ -268,6 +268,37 @@ __kernel void gemm_conv(
 #ifndef KC
 #define KC 128
 #endif
+/* The NP position tiles' outputs in part into y (gemm_pointwise_t and gemm_pointwise_raw). */
+inline void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, const int O, const int M,
+                            const int G, const int img, const int g, const int c0,
+                            __global const T* restrict bias, const int bias_off, __global T* restrict y,
+                            const int y_off)
+{
+    const int C_out = G * M;
+    for (int p = 0; p < np; ++p) {
+        const int n0 = O >= TM ? min(p0 + p * TM, O - TM) : 0; /* row i is position n0 + i */
+        const int i0 = p0 + p * TM - n0;                      /* rows below i0: not this tile's */
+        __global T* yp = y + y_off + (img * C_out + g * M + c0) * O + n0;
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+#pragma unroll
+            for (int e = 0; e < VW; ++e) {
+                const int j = v * VW + e;
+                if (c0 + j < M) {
+#if HAS_BIAS
+                    const GACC bv = LOAD(bias, bias_off + g * M + c0 + j);
+#else
+                    const GACC bv = (GACC)0;
+#endif
+#pragma unroll
+                    for (int i = 0; i < TM; ++i)
+                        if (i >= i0 && n0 + i < O) STORE(((const GACC*)&part[p][i][v])[e] + bv, yp, j * O + i);
+                }
+            }
+        }
+    }
+}
+
 __kernel void gemm_pointwise_t(
     __global const GACC* restrict x, const int x_off,
     __global const GACC* restrict wt,
@@ -304,29 +335,94 @@ __kernel void gemm_pointwise_t(
                 for (int v = 0; v < NV; ++v) part[p][i][v] = acc[i][v];
         }
     }
-    const int C_out = G * M;
-    for (int p = 0; p < np; ++p) {
-        const int n0 = O >= TM ? min(p0 + p * TM, O - TM) : 0; /* row i is position n0 + i */
-        const int i0 = p0 + p * TM - n0;                      /* rows below i0: not this tile's */
-        __global T* yp = y + y_off + (img * C_out + g * M + c0) * O + n0;
+    pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
+}
+
+/* gemm_pointwise_t reading the caller's weight w (M x K per group, as it is) instead of the
+ * cached transposed panels (the host's choice for float32 NumPy weights with 16-channel vectors
+ * and images of at least TM positions): per KC values of k the work-item builds the panel block
+ * itself in local memory (lp), each 16 channels' rows transposed in 16 x 16 blocks with
+ * shuffles (gathered value by value for a partial channel tile or k block, and for other
+ * widths and dtypes). Nothing is copied or cached per weight, so nothing is compared per call.
+ * The same sums in the same order as gemm_pointwise_t: the same bits. */
+inline void gemm_tile_local(const __global GACC* restrict a, const int lda, const __local VACC* b, const int kn,
+                            VACC acc[TM][NV])
+{
+    for (int k = 0; k < kn; ++k) {
+        VACC bv[NV];
 #pragma unroll
-        for (int v = 0; v < NV; ++v) {
-#pragma unroll
-            for (int e = 0; e < VW; ++e) {
-                const int j = v * VW + e;
-                if (c0 + j < M) {
-#if HAS_BIAS
-                    const GACC bv = LOAD(bias, bias_off + g * M + c0 + j);
-#else
-                    const GACC bv = (GACC)0;
+        for (int v = 0; v < NV; ++v) bv[v] = b[v];
+        b += NV;
+#if XPF
+        __builtin_prefetch(a + XPF * lda);
 #endif
 #pragma unroll
-                    for (int i = 0; i < TM; ++i)
-                        if (i >= i0 && n0 + i < O) STORE(((const GACC*)&part[p][i][v])[e] + bv, yp, j * O + i);
+        for (int i = 0; i < TM; ++i) {
+            const GACC s = a[i];
+#pragma unroll
+            for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
+        }
+        a += lda;
+    }
+}
+
+__kernel void gemm_pointwise_raw(
+    __global const GACC* restrict x, const int x_off,
+    __global const T* restrict w, const int w_off,
+    __global const T* restrict bias, const int bias_off,
+    __global T* restrict y, const int y_off,
+    const int O, const int M, const int K, const int G)
+{
+    const int c0 = get_global_id(0) * TN;
+    const int p0 = get_global_id(1) * NP * TM;
+    const int gi = get_global_id(2);
+    if (c0 >= M || p0 >= O) return;
+    const int img = gi / G;
+    const int g = gi - img * G;
+    const int np = min(NP, (O - p0 + TM - 1) / TM);
+    const __global GACC* xa = x + x_off + (img * G + g) * K * O;
+    __local VACC lp[KC * NV];
+    VACC part[NP][TM][NV];
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kn = min(K, k0 + KC) - k0;
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+            const int cv = c0 + v * VW;
+            const __global T* wr = w + w_off + (g * M + cv) * K + k0; /* channel cv's row at k0 */
+#if VW == 16 && CLCONV_DTYPE == 32 && CLCONV_SHUFFLE
+            if (cv + VW <= M && (kn & 15) == 0) {
+                for (int kb = 0; kb < kn; kb += 16) {
+                    float16 rows[16];
+#pragma unroll
+                    for (int e = 0; e < 16; ++e) rows[e] = *(const __global VACC_U*)(wr + e * K + kb);
+                    clconv_transpose16(rows);
+#pragma unroll
+                    for (int c = 0; c < 16; ++c) lp[(kb + c) * NV + v] = rows[c];
                 }
+                continue;
+            }
+#endif
+            for (int k = 0; k < kn; ++k) {
+                VACC col = (VACC)(0);
+                for (int e = 0; e < VW; ++e)
+                    if (cv + e < M) col[e] = LOAD(wr, e * K + k);
+                lp[k * NV + v] = col;
             }
         }
+        for (int p = 0; p < np; ++p) {
+            VACC acc[TM][NV];
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int v = 0; v < NV; ++v) acc[i][v] = k0 == 0 ? (VACC)(0) : part[p][i][v];
+            gemm_tile_local(xa + min(p0 + p * TM, O - TM) + k0 * O, O, lp, kn, acc);
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int v = 0; v < NV; ++v) part[p][i][v] = acc[i][v];
+        }
     }
+    pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
 }
 #endif
 

@@ -265,11 +265,13 @@ def test_pointwise_transposed_weight_path(cl_device, dtype, batch, cin, hw, cout
     _check(spec, cl_device)
 
 
-def test_pointwise_transposed_weight_cache(cl_device):
+def test_pointwise_transposed_weight_cache(cl_device, monkeypatch):
     """The transposed weight is computed once per weight: equal bytes hit, a changed NumPy
-    weight is recomputed, a device weight is found by its buffer."""
+    weight is recomputed, a device weight is found by its buffer (NumPy weights read in place
+    off: see the next test)."""
     import pyopencl.array as cla
 
+    monkeypatch.setenv("CLCONV_POINTWISE_RAW", "0")
     spec = _spec("conv", (2, 24, 7, 7), (40, 24, 1, 1), bias=True)
     kernel = im2col.Im2col().prepare(spec, cl_device)
     assert isinstance(kernel, im2col.PointwiseKernel)
@@ -288,6 +290,63 @@ def test_pointwise_transposed_weight_cache(cl_device):
     kernel(xd, wd, bd)
     assert kernel.filter_transforms == 3 and kernel.filter_cache_hits == 2
     np.testing.assert_array_equal(yd.get(q), y2)
+
+
+@pytest.mark.parametrize("mode", ["auto", "1"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "batch,cin,hw,cout,groups,bias",
+    [(1, 64, 7, 48, 1, True), (2, 12, 5, 40, 2, False), (1, 300, 7, 40, 1, True), (1, 140, 13, 24, 1, False),
+     (2, 6, 2, 20, 1, True)],
+)
+def test_pointwise_reads_a_numpy_weight_in_place(cl_device, mode, dtype, batch, cin, hw, cout, groups, bias,
+                                                   monkeypatch):
+    """PointwiseKernel with a NumPy weight on a CPU device reads it as it is
+    (``gemm_pointwise_raw``: float32 with 16-channel vectors by default, any with
+    CLCONV_POINTWISE_RAW=1; images of fewer than TM positions keep the cached copy): the cached
+    path's bits, replayed calls included; nothing transformed or cached; an in-place change
+    seen at once; a device weight still cached. Shapes: whole and partial 16 x 16 blocks
+    (64 and 300 = 128 + 128 + 44 input channels, 48 and 40 output channels), groups, 169
+    positions, an image smaller than a tile."""
+    import pyopencl.array as cla
+
+    h, w_ = (hw, hw) if isinstance(hw, int) else hw
+    spec = _spec("conv", (batch, cin, h, w_), (cout, cin // groups, 1, 1), dtype, bias=bias, groups=groups)
+    if dtype == "float64" and not cl_device.fp64:
+        pytest.skip(f"{cl_device.id} lacks fp64")
+    x, w, b = _arrays(spec, seed=4)
+    monkeypatch.setenv("CLCONV_POINTWISE_RAW", "0")
+    cached = im2col.Im2col().prepare(spec, cl_device)
+    if not isinstance(cached, im2col.PointwiseKernel):
+        pytest.skip("positions a multiple of the tile width here: the GEMM reads x directly")
+    expected = cached(x, w, b)
+    monkeypatch.setenv("CLCONV_POINTWISE_RAW", mode)
+    kernel = im2col.Im2col().prepare(spec, cl_device)
+    tile = kernel.tile
+    raw = (cl_device.kind == "cpu" and h * w_ >= tile.tm
+           and (mode == "1" or (dtype == "float32" and tile.vw == 16)))
+    assert kernel.raw == raw
+    for _ in range(3):  # the general path, then the one-launch fast path where there is one
+        assert kernel(x, w, b).tobytes() == expected.tobytes()
+    assert kernel.filter_transforms == (0 if raw else 1)
+    w[1, 2 % (cin // groups), 0, 0] += 1.0  # in place
+    y = kernel(x, w, b)
+    exact = reference(spec, x, w, b)
+    assert np.linalg.norm(y - exact) / np.linalg.norm(exact) <= TOLERANCE[dtype]
+    assert y.tobytes() == cached(x, w, b).tobytes()
+    q = cl_device.queue
+    wd = cla.to_device(q, w)
+    assert kernel(x, wd, b).tobytes() == y.tobytes()
+    assert kernel.filter_transforms == (1 if raw else 3)
+
+
+def test_pointwise_raw_switch_names_itself(cl_device, monkeypatch):
+    from clconv.errors import ConvValueError
+
+    spec = _spec("conv", (1, 64, 7, 7), (48, 64, 1, 1))
+    monkeypatch.setenv("CLCONV_POINTWISE_RAW", "yes")
+    with pytest.raises(ConvValueError, match="CLCONV_POINTWISE_RAW='yes'"):
+        im2col.reads_raw_pointwise(spec, im2col.tiling(spec, cl_device))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

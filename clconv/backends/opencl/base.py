@@ -475,7 +475,7 @@ class OpenCLKernel(Kernel):
         the launch (with the kernel's own work, there on the calling thread) is 2-6
         (``benchmarks/overhead.py``)."""
         spec = self.spec
-        knl, lock, gsize, local, tail = self._launch[(queue.context.int_ptr, bias is not None)]
+        knl, lock, gsize, local, tail = self._launch_memo[(queue.context.int_ptr, bias is not None)]
         views = self._views
         w_args = self.buf(views["weight"][1])
         b_args = self.buf(views["bias"][1]) if bias is not None else (None, _I32_0)
@@ -539,7 +539,7 @@ class OpenCLKernel(Kernel):
         the kernel name and the sizes; working those out on every call cost ~15 us of Python,
         a quarter of a small layer's time."""
         key = (queue.context.int_ptr, b is not None)
-        memo = self.__dict__.setdefault("_launch", {})
+        memo = self.__dict__.setdefault("_launch_memo", {})
         buf = self.buf
         args = (*buf(x), *buf(w), *(buf(b) if b is not None else (None, _I32_0)), *buf(y))
         fixed = memo.get(key)

@@ -46,7 +46,7 @@ import numpy as np
 from ....costmodel import Cost, gemm_efficiency, io_bytes, profile
 from ....backend import Device, Kernel, Support, first_failure
 from ....errors import ConvValueError
-from ....spec import ConvSpec
+from ....spec import ConvSpec, is_device_array
 from .. import runtime
 from ..base import INT32_MAX, OpenCLAlgorithm, OpenCLKernel, pocl_cpu, round_up, spatial3, WorkspacePool
 from ..runtime import OpenCLDevice, cl, cl_array
@@ -392,6 +392,22 @@ def transposes_weight(spec: ConvSpec, device: Device) -> bool:
         and spec.dtype != "float16"
         and math.prod(spec.out_size) % tiling(spec, device).tn != 0
     )
+
+
+def reads_raw_pointwise(spec: ConvSpec, tile: Tiling) -> bool:
+    """Whether :class:`PointwiseKernel` reads a NumPy weight as it is (``gemm_pointwise_raw``,
+    building each block of the transposed panel itself) instead of a transposed copy found by
+    comparing the weight's bytes on every call (~0.3 ms for ResNet-50's 2048x512 weight at 7x7,
+    as much as the GEMM): float32 with 16-channel vectors (16 x 16 blocks transposed with
+    shuffles) on CPU devices, images of at least TM positions, unless
+    ``CLCONV_POINTWISE_RAW=0``; ``1`` forces it for any width and dtype (values gathered one
+    by one) where the image has TM positions."""
+    mode = runtime.env("CLCONV_POINTWISE_RAW", "auto")
+    if mode not in ("auto", "0", "1"):
+        raise ConvValueError(f"CLCONV_POINTWISE_RAW={mode!r}: give auto, 0 or 1")
+    if mode == "0" or math.prod(spec.out_size) < tile.tm:
+        return False
+    return mode == "1" or (spec.dtype == "float32" and tile.vw == 16)
 
 
 def chunk_plan(spec: ConvSpec, device: Device, tile: Tiling | None = None) -> ConvChunks | TransposedChunks:
@@ -754,6 +770,42 @@ class PointwiseKernel(CachedWeightKernel):
         self.tiles_per_item = tile.local[1] if cpu else 1
         self.local = (tile.local[0], 1 if cpu else tile.local[1], 1)
         self.defines = {"NP": self.tiles_per_item, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
+        #: NumPy weights read as they are (``gemm_pointwise_raw``, :func:`reads_raw_pointwise`);
+        #: then a call is one launch of the generic kind, with its fast path
+        self.raw = cpu and reads_raw_pointwise(spec, tile)
+        self.ONE_LAUNCH = self.raw
+        self._raw_call = False  # the call in progress reads the caller's weight (under the call lock)
+
+    def _compute(self, queue: Any, on_device: bool, input: Any, weight: Any, bias: Any, out: Any) -> Any:
+        if self.raw and not is_device_array(weight):
+            self._raw_call = True  # no prepared copy: nothing to find, cache or compare
+            try:
+                return OpenCLKernel._compute(self, queue, on_device, input, weight, bias, out)
+            finally:
+                self._raw_call = False
+        return super()._compute(queue, on_device, input, weight, bias, out)
+
+    def run(self, queue: Any, x: Any, w: Any, b: Any, y: Any) -> None:
+        if self._raw_call:
+            self.launch_buffers(queue, x, w, b, y)
+        else:
+            super().run(queue, x, w, b, y)
+
+    def _launch_setup(self, ctx: Any, has_bias: bool) -> tuple[Any, str, tuple, tuple, list]:
+        """``gemm_pointwise_raw``'s program, sizes and shape arguments (:meth:`launch_buffers`)."""
+        s = self.spec
+        out_pos = math.prod(s.out_size)
+        return (self._program(ctx, has_bias), "gemm_pointwise_raw", self._gsize(), self.local,
+                [np.int32(out_pos), np.int32(s.out_per_group), np.int32(s.in_per_group), np.int32(s.groups)])
+
+    def _gsize(self) -> tuple[int, int, int]:
+        s, tile = self.spec, self.tile
+        l0, l1, _ = self.local
+        return (
+            round_up(-(-s.out_per_group // tile.tn), l0),
+            round_up(-(-math.prod(s.out_size) // (tile.tm * self.tiles_per_item)), l1),
+            s.batch * s.groups,
+        )
 
     def _program(self, ctx: Any, has_bias: bool) -> Any:
         xpf = POINTWISE_XPF if prefetches(self.device) else 0
@@ -786,14 +838,8 @@ class PointwiseKernel(CachedWeightKernel):
         tile = self.tile
         i32 = np.int32
         out_pos = math.prod(s.out_size)
-        l0, l1, _ = self.local
-        gsize = (
-            round_up(-(-s.out_per_group // tile.tn), l0),
-            round_up(-(-out_pos // (tile.tm * self.tiles_per_item)), l1),
-            s.batch * s.groups,
-        )
         runtime.launch(
-            queue, self._program(queue.context, b is not None), "gemm_pointwise_t", gsize, self.local,
+            queue, self._program(queue.context, b is not None), "gemm_pointwise_t", self._gsize(), self.local,
             *self.buf(x), entry.u, i32(out_pos),
             i32(s.out_per_group), i32(s.in_per_group), i32(s.groups),
             *([*self.buf(b)] if b is not None else [None, i32(0)]), *self.buf(y),
