@@ -93,31 +93,33 @@ inline void gemm_tile_range(
  * clamped form keeps a pointer per row: TM more integer additions per k). XPF > 0: prefetch
  * the row XPF k ahead (rows lda apart; on PoCL's CPU driver the hardware prefetcher does not
  * follow strides past 2 KiB, such as a 28x28 image's 3 KiB). */
-inline void gemm_tile_full(
-    const __global GACC* restrict a, const int lda,
-    const __global GACC* restrict b, const int ldb,
-    const int k0, const int k1,
-    VACC acc[TM][NV])
-{
-    a += k0 * lda;
-    b += k0 * ldb;
-    for (int k = k0; k < k1; ++k) {
-        VACC bv[NV];
-#pragma unroll
-        for (int v = 0; v < NV; ++v) bv[v] = *(const __global VACC_U*)(b + v * VW);
-        b += ldb;
 #if XPF
-        __builtin_prefetch(a + XPF * lda);
+#define GEMM_XPF(a, lda) __builtin_prefetch((a) + XPF * (lda))
+#else
+#define GEMM_XPF(a, lda)
 #endif
-#pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            const GACC s = a[i];
-#pragma unroll
-            for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
-        }
-        a += lda;
+/* gemm_tile_full reads b from global memory, gemm_tile_full_local from local memory (a panel
+ * block that gemm_pointwise_raw builds itself); one body. */
+#define GEMM_TILE_FULL(NAME, BAS)                                                                  \
+    inline void NAME(const __global GACC* restrict a, const int lda, const BAS GACC* restrict b,   \
+                     const int ldb, const int k0, const int k1, VACC acc[TM][NV])                  \
+    {                                                                                              \
+        a += k0 * lda;                                                                             \
+        b += k0 * ldb;                                                                             \
+        for (int k = k0; k < k1; ++k) {                                                            \
+            VACC bv[NV];                                                                           \
+            _Pragma("unroll") for (int v = 0; v < NV; ++v) bv[v] = *(const BAS VACC_U*)(b + v * VW); \
+            b += ldb;                                                                              \
+            GEMM_XPF(a, lda);                                                                      \
+            _Pragma("unroll") for (int i = 0; i < TM; ++i) {                                       \
+                const GACC s = a[i];                                                               \
+                _Pragma("unroll") for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];  \
+            }                                                                                      \
+            a += lda;                                                                              \
+        }                                                                                          \
     }
-}
+GEMM_TILE_FULL(gemm_tile_full, __global)
+GEMM_TILE_FULL(gemm_tile_full_local, __local)
 #endif
 
 inline void gemm_tile(

@@ -268,6 +268,17 @@ __kernel void gemm_conv(
 #ifndef KC
 #define KC 128
 #endif
+/* A work-item of gemm_pointwise_t / _raw: channel tile from c0, np <= NP position tiles from p0,
+ * image img, group g. */
+#define POINTWISE_ITEM                                                                             \
+    const int c0 = get_global_id(0) * TN;                                                          \
+    const int p0 = get_global_id(1) * NP * TM;                                                     \
+    const int gi = get_global_id(2);                                                               \
+    if (c0 >= M || p0 >= O) return;                                                                \
+    const int img = gi / G;                                                                        \
+    const int g = gi - img * G;                                                                    \
+    const int np = min(NP, (O - p0 + TM - 1) / TM)
+
 /* The NP position tiles' outputs in part into y (gemm_pointwise_t and gemm_pointwise_raw). */
 inline void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, const int O, const int M,
                             const int G, const int img, const int g, const int c0,
@@ -306,13 +317,7 @@ __kernel void gemm_pointwise_t(
     __global const T* restrict bias, const int bias_off,
     __global T* restrict y, const int y_off)
 {
-    const int c0 = get_global_id(0) * TN;
-    const int p0 = get_global_id(1) * NP * TM;
-    const int gi = get_global_id(2);
-    if (c0 >= M || p0 >= O) return;
-    const int img = gi / G;
-    const int g = gi - img * G;
-    const int np = min(NP, (O - p0 + TM - 1) / TM);
+    POINTWISE_ITEM;
     const int P = (M + TN - 1) / TN;
     const __global GACC* xa = x + x_off + (img * G + g) * K * O;
     const __global GACC* wp = wt + (g * P + c0 / TN) * K * TN;
@@ -345,27 +350,6 @@ __kernel void gemm_pointwise_t(
  * shuffles (gathered value by value for a partial channel tile or k block, and for other
  * widths and dtypes). Nothing is copied or cached per weight, so nothing is compared per call.
  * The same sums in the same order as gemm_pointwise_t: the same bits. */
-inline void gemm_tile_local(const __global GACC* restrict a, const int lda, const __local VACC* b, const int kn,
-                            VACC acc[TM][NV])
-{
-    for (int k = 0; k < kn; ++k) {
-        VACC bv[NV];
-#pragma unroll
-        for (int v = 0; v < NV; ++v) bv[v] = b[v];
-        b += NV;
-#if XPF
-        __builtin_prefetch(a + XPF * lda);
-#endif
-#pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            const GACC s = a[i];
-#pragma unroll
-            for (int v = 0; v < NV; ++v) acc[i][v] = s * bv[v] + acc[i][v];
-        }
-        a += lda;
-    }
-}
-
 __kernel void gemm_pointwise_raw(
     __global const GACC* restrict x, const int x_off,
     __global const T* restrict w, const int w_off,
@@ -373,13 +357,7 @@ __kernel void gemm_pointwise_raw(
     __global T* restrict y, const int y_off,
     const int O, const int M, const int K, const int G)
 {
-    const int c0 = get_global_id(0) * TN;
-    const int p0 = get_global_id(1) * NP * TM;
-    const int gi = get_global_id(2);
-    if (c0 >= M || p0 >= O) return;
-    const int img = gi / G;
-    const int g = gi - img * G;
-    const int np = min(NP, (O - p0 + TM - 1) / TM);
+    POINTWISE_ITEM;
     const __global GACC* xa = x + x_off + (img * G + g) * K * O;
     __local VACC lp[KC * NV];
     VACC part[NP][TM][NV];
@@ -415,7 +393,8 @@ __kernel void gemm_pointwise_raw(
             for (int i = 0; i < TM; ++i)
 #pragma unroll
                 for (int v = 0; v < NV; ++v) acc[i][v] = k0 == 0 ? (VACC)(0) : part[p][i][v];
-            gemm_tile_local(xa + min(p0 + p * TM, O - TM) + k0 * O, O, lp, kn, acc);
+            gemm_tile_full_local(xa + min(p0 + p * TM, O - TM) + k0 * O, O, (const __local GACC*)lp, TN, 0, kn,
+                                 acc);
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll

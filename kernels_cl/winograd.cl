@@ -253,16 +253,20 @@ inline void transform_filters(const VACC f[9], VACC uu[A2])
 #undef VTMP
 }
 
+/* Work-item gid of filter_transform and filter_pack: filters ci of channel block cb of group g. */
+#define FILTER_ITEM                                                                                \
+    const int gid = get_global_id(0);                                                              \
+    if (gid >= total) return;                                                                      \
+    const int NCB = CPg / TN;                                                                      \
+    const int r = gid / cig, ci = gid - r * cig;                                                   \
+    const int g = r / NCB, cb = r - g * NCB
+
 __kernel void filter_transform(
     __global const T* restrict w, const int w_off,
     __global GACC* restrict u,
     const int cig, const int cog, const int CPg, const int total)
 {
-    const int gid = get_global_id(0);
-    if (gid >= total) return;
-    const int NCB = CPg / TN;
-    const int r = gid / cig, ci = gid - r * cig;
-    const int g = r / NCB, cb = r - g * NCB;
+    FILTER_ITEM;
     __global VACC* out = (__global VACC*)u + ((g * A2 * NCB + cb) * cig + ci) * NV;
     const int xi_stride = NCB * cig * NV; /* in vectors */
 #pragma unroll
@@ -284,11 +288,7 @@ __kernel void filter_pack(
     __global GACC* restrict pk,
     const int cig, const int cog, const int CPg, const int total)
 {
-    const int gid = get_global_id(0);
-    if (gid >= total) return;
-    const int NCB = CPg / TN;
-    const int r = gid / cig, ci = gid - r * cig;
-    const int g = r / NCB, cb = r - g * NCB;
+    FILTER_ITEM;
     __global VACC* out = (__global VACC*)pk + ((g * NCB + cb) * cig + ci) * 9 * NV;
 #pragma unroll
     for (int j = 0; j < NV; ++j) {

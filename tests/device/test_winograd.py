@@ -712,6 +712,21 @@ def _record_launches(monkeypatch):
     return names
 
 
+def _case(xs, ws, dtype, params, nan, monkeypatch, chunk_rows):
+    """Spec and arrays of a parametrized case (``bias`` in params; NaN and Inf in x where
+    ``nan``); chunks of tile rows of one image where ``chunk_rows``."""
+    if chunk_rows:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    params = dict(params)  # (shared by the parametrized cases)
+    bias = params.pop("bias", True)
+    spec = _spec(xs, ws, dtype, bias=bias, **params)
+    x, w, b = _arrays(spec, seed=5)
+    if nan:
+        x[0, 1, 5, 6] = np.nan
+        x[-1, -1, -1, -2] = np.inf
+    return spec, x, w, b
+
+
 _FUSED_CASES = [
     # blocks straddling rows and images, 19 channels (a partly valid vector, padding vectors past
     # it), bias, a non-finite tile, tile-row chunks of one image
@@ -739,15 +754,7 @@ def test_fused_gemm_and_output_transform_match_the_separate_kernels(cl_device, v
     if stream:
         _force_stream(monkeypatch)
         monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=16, nv=2, tm=8))
-    if xs[0] == 2 and not stream:
-        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
-    params = dict(params)  # (shared by the parametrized cases)
-    bias = params.pop("bias", True)
-    spec = _spec(xs, ws, dtype, bias=bias, **params)
-    x, w, b = _arrays(spec, seed=5)
-    if nan:
-        x[0, 1, 5, 6] = np.nan
-        x[-1, -1, -1, -2] = np.inf
+    spec, x, w, b = _case(xs, ws, dtype, params, nan, monkeypatch, chunk_rows=xs[0] == 2 and not stream)
     names = _record_launches(monkeypatch)
     out = {}
     for mode in ("1", "0"):
@@ -962,15 +969,7 @@ def test_inline_filter_transform_matches_the_reference(cl_device, variant, mode,
     ``CLCONV_WINOGRAD_INLINE=raw``): every output written (out= poisoned), the reference's result
     and NaN/Inf pattern, the filter-transform path's result within rounding; a repeated call
     (replayed where the device shares host memory) has the first call's bits."""
-    if xs[0] == 2:
-        monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # tile rows of one image per chunk
-    params = dict(params)  # (shared by the parametrized cases)
-    bias = params.pop("bias", True)
-    spec = _spec(xs, ws, dtype, bias=bias, **params)
-    x, w, b = _arrays(spec, seed=5)
-    if nan:
-        x[0, 1, 5, 6] = np.nan
-        x[-1, -1, -1, -2] = np.inf
+    spec, x, w, b = _case(xs, ws, dtype, params, nan, monkeypatch, chunk_rows=xs[0] == 2)
     names = _record_launches(monkeypatch)
     out = {}
     for m in (mode, "0"):
