@@ -343,6 +343,7 @@ __kernel void gemm_pointwise_t(
     pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
 }
 
+#if PW_RAW /* (the host's: its local panel block counts against the device's local memory) */
 /* gemm_pointwise_t reading the caller's weight w (M x K per group, as it is) instead of the
  * cached transposed panels (the host's choice for float32 NumPy weights with 16-channel vectors
  * and images of at least TM positions): per KC values of k the work-item builds the panel block
@@ -403,6 +404,7 @@ __kernel void gemm_pointwise_raw(
     }
     pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
 }
+#endif /* PW_RAW */
 #endif
 
 /* The weight of a pointwise conv (C_out, cig) transposed into panels: for group g and channel

@@ -941,6 +941,11 @@ __kernel void wino_gemm_out(
     out_block(mb, tb, cb, g, OUT_ARGS);
 }
 
+#ifndef INLINE
+#define INLINE 0
+#endif
+#if INLINE /* (the host's: 1 the packed weight, 2 also NumPy weights in place; their local arrays
+            * count against the device's local memory for every kernel of the program) */
 /* ---------------------------------------------------------------- fused, filters transformed inline
  * INLINE_U (the host's choice where U, 4x the weight for F(4x4), would stream from memory every
  * call while all the batch's tiles fit one GEMM block: late layers with many channels): as
@@ -1049,6 +1054,7 @@ __kernel void wino_gemm_out_inline(
     inline_epilogue(mb, tb, cb, g, OUT_ARGS);
 }
 
+#if INLINE == 2
 #if VW == 16 && CLCONV_DTYPE == 32 && CLCONV_SHUFFLE
 #define RAW_SHUFFLE 1
 #else
@@ -1105,4 +1111,6 @@ __kernel void wino_gemm_out_raw(
     }
     inline_epilogue(mb, tb, cb, g, OUT_ARGS);
 }
+#endif /* INLINE == 2 */
 #undef G_T
+#endif /* INLINE */

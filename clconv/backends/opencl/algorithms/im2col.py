@@ -769,10 +769,13 @@ class PointwiseKernel(CachedWeightKernel):
         cpu = device.kind == "cpu"
         self.tiles_per_item = tile.local[1] if cpu else 1
         self.local = (tile.local[0], 1 if cpu else tile.local[1], 1)
-        self.defines = {"NP": self.tiles_per_item, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
+        self.defines: dict[str, int] = {"NP": self.tiles_per_item, "KC": POINTWISE_KC if cpu else 1 << 30}  # else: one block
         #: NumPy weights read as they are (``gemm_pointwise_raw``, :func:`reads_raw_pointwise`);
         #: then a call is one launch of the generic kind, with its fast path
-        self.raw = cpu and reads_raw_pointwise(spec, tile)
+        local = int((getattr(device, "extra", {}) or {}).get("local_mem_bytes", 0) or 0)
+        self.raw = (cpu and self.local == (1, 1, 1) and reads_raw_pointwise(spec, tile)
+                    and (not local or POINTWISE_KC * tile.tn * compute_itemsize(spec) <= local // 2))
+        self.defines["PW_RAW"] = int(self.raw)
         self.ONE_LAUNCH = self.raw
         self._raw_call = False  # the call in progress reads the caller's weight (under the call lock)
 

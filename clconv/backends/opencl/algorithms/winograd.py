@@ -457,7 +457,7 @@ class WinogradKernel(CachedWeightKernel):
             tile = inline_tiling(self.phases, device, algorithm.mt)
         self.plan = make_plan(self.phases, device, algorithm.mt, tile)
         #: NumPy weights read as they are, in place of the packed copy (:func:`reads_raw_weights`)
-        self.raw = self.inline and reads_raw_weights(spec, self.plan.tile)
+        self.raw = self.inline and reads_raw_weights(spec, self.plan.tile) and raw_fits(self.plan, device)
         self._raw_call = False  # the call in progress reads the raw weight (set under the call lock)
         self.group = group
         self.params = tile_params(self.plan.tile, group)
@@ -469,7 +469,7 @@ class WinogradKernel(CachedWeightKernel):
         stream = int(streams_output(self.spec, self.device, self.plan.tile, self.plan.mt))
         direct = int(reads_x_directly(self.spec, self.plan.mt) if direct is None else direct)
         wpf = GEMM_PREFETCH if prefetches(self.device) else 0
-        kc = inline_chunk(self.plan, self.device)
+        kc = inline_chunk(self.plan, self.device, self.raw)
         return self.memo_program((ctx.int_ptr, has_bias, stream, direct, wpf), lambda: self.program(
             ctx,
             "winograd.cl",
@@ -481,6 +481,7 @@ class WinogradKernel(CachedWeightKernel):
                 "DIRECT_X": direct,
                 "WPF": wpf,
                 "KC": kc,
+                "INLINE": 2 if self.raw else int(self.inline),
                 **self.plan.tile.defines(),
             },
         ))
@@ -755,6 +756,7 @@ class WinogradKernel(CachedWeightKernel):
                         (ws, i32(m_off), *out_args)))
         return out
 
+
 def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
     """Whether the fused GEMM transforms the filters itself (``wino_gemm_out_inline``) from the
     weight packed in blocks (``filter_pack``), instead of reading U: ``CLCONV_WINOGRAD_INLINE``
@@ -803,12 +805,29 @@ def inline_tiling(spec: ConvSpec, device: Device, mt: int) -> Tiling:
 INLINE_KC = 8
 
 
-def inline_chunk(plan: Plan, device: Device) -> int:
-    """``KC`` for a plan: :data:`INLINE_KC`, halved until the chunk's transformed filters take at
-    most half the device's local memory."""
-    local = int((getattr(device, "extra", {}) or {}).get("local_mem_bytes", 0) or 0)
+#: Input channels of a raw weight that ``wino_gemm_out_raw`` transposes at a time (``RC``).
+RAW_CHANNELS = 16
+
+
+def _local_budget(device: Device) -> int:
+    """The local memory the inline kernels may take: half the device's (0: unknown, no limit)."""
+    return int((getattr(device, "extra", {}) or {}).get("local_mem_bytes", 0) or 0) // 2
+
+
+def raw_fits(plan: Plan, device: Device) -> bool:
+    """Whether ``wino_gemm_out_raw``'s transposed rows (RC x 9 vectors) and one channel's
+    transformed filters fit :func:`_local_budget`."""
+    budget = _local_budget(device)
+    return not budget or (RAW_CHANNELS * 9 + plan.a2) * plan.tile.tn * plan.item <= budget
+
+
+def inline_chunk(plan: Plan, device: Device, raw: bool = False) -> int:
+    """``KC`` for a plan: :data:`INLINE_KC`, halved until the chunk's transformed filters (and,
+    ``raw``, the transposed rows) take at most half the device's local memory."""
+    budget = _local_budget(device)
+    rows = RAW_CHANNELS * 9 * plan.tile.tn * plan.item if raw else 0
     kc = INLINE_KC
-    while kc > 1 and local and kc * plan.a2 * plan.tile.tn * plan.item > local // 2:
+    while kc > 1 and budget and kc * plan.a2 * plan.tile.tn * plan.item + rows > budget:
         kc //= 2
     return kc
 
