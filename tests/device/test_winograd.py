@@ -498,6 +498,7 @@ TILINGS = [
     winograd.Tiling(vw=8, nv=2, tm=4),  # AVX2 CPUs
     winograd.Tiling(vw=4, nv=2, tm=4),  # other devices
     winograd.Tiling(vw=8, nv=1, tm=8),
+    winograd.Tiling(vw=16, nv=1, tm=16),  # AVX-512, 9-16 tiles (two input-transform segments)
 ]
 
 
@@ -549,10 +550,24 @@ def test_input_transform_reading_x_matches_the_padded_copy(cl_device, variant, d
     """The input transform reading x itself (DIRECT_X: production runs it for F(4x4); forced
     here for F(2x2) too) gives the same bits as reading pad_input's zero-padded copy
     (``CLCONV_WINOGRAD_PAD=1``), NaN/Inf at the border included, and the reference's result."""
+    _direct_against_padded(cl_device, variant, dtype, winograd.Tiling(vw=8, nv=1, tm=tm), xs, ws, params, chunk,
+                           monkeypatch)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_input_transform_reading_x_in_tall_blocks(cl_device, variant, monkeypatch):
+    """16-tile blocks (TALL_BLOCK: the input transform takes them in two segments of 8 and
+    writes both into the block's V rows): runs straddling tile rows and images, tile-row chunks,
+    a last block of fewer tiles; reading x and the padded copy agree, with the reference."""
+    _direct_against_padded(cl_device, variant, "float32", winograd.Tiling(vw=16, nv=1, tm=16), (2, 4, 30, 45),
+                           (20, 4, 3, 3), {"padding": 1}, "rows", monkeypatch)
+
+
+def _direct_against_padded(cl_device, variant, dtype, tile, xs, ws, params, chunk, monkeypatch):
     monkeypatch.setattr(winograd, "reads_x_directly",
                         lambda spec, mt: spec.dtype != "float16" and not winograd.gathers(spec)
                         and os.environ.get("CLCONV_WINOGRAD_PAD", "0") != "1")
-    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: winograd.Tiling(vw=8, nv=1, tm=tm))
+    monkeypatch.setattr(winograd, "tiling", lambda spec, device, tiles: tile)
     if chunk == "rows":
         monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
     spec = _spec(xs, ws, dtype, **params)

@@ -343,12 +343,13 @@ def test_winograd_variants_are_few_valid_and_start_with_the_default(profile, cls
         assert blocks[0][0] == winograd.make_plan(spec, dev, alg.mt).tile
         assert 1 <= len(vs) <= winograd.MAX_VARIANTS and len(set(blocks)) == len(blocks)
         for t, group in blocks:
-            assert t.tm in (4, 8) and group <= dev.max_work_group_size
+            assert t.tm in (4, 8, 16) and group <= dev.max_work_group_size
 
 
 def test_winograd_blocks_for_small_weights_on_pocl_cpus():
     """On PoCL's CPU devices a weight up to SMALL_WEIGHT_BYTES gets 4 x 4 blocks (a tile block's V
-    in L1, U in L2); larger weights, other CPU drivers and few output channels keep 8 x 2."""
+    in L1, U in L2); larger weights 16 x 1 where 9-16 tiles make one block, else 8 x 2, as other
+    CPU drivers and few output channels do."""
     import dataclasses
 
     pocl = dataclasses.replace(DEVICES["avx512"], extra={**DEVICES["avx512"].extra, "platform_version": "OpenCL 3.0 PoCL 3.1"})
@@ -360,7 +361,12 @@ def test_winograd_blocks_for_small_weights_on_pocl_cpus():
         assert winograd.make_plan(spec, DEVICES["avx512"], 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
     big = layers["resnet50.3x3-14"]  # 2.4 MB: U no longer fits L2
     assert big.nbytes("weight") > winograd.SMALL_WEIGHT_BYTES
-    assert winograd.make_plan(big, pocl, 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
+    # ... and its 16 tiles make one 16 x 1-vector block (TALL_BLOCK), U read once
+    assert winograd.make_plan(big, pocl, 4).tile == winograd.Tiling(vw=16, nv=1, tm=16)
+    assert winograd.make_plan(big, DEVICES["avx512"], 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
+    assert not winograd.inlines_filters(big, pocl, 4)  # the inline GEMM keeps blocks of at most 8
+    batch2 = ConvSpec.from_shapes("conv", (2, 256, 14, 14), (256, 256, 3, 3), padding=1)  # 32 tiles
+    assert winograd.make_plan(batch2, pocl, 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
     narrow = ConvSpec.from_shapes("conv", (1, 16, 56, 56), (32, 16, 3, 3), padding=1)  # C_out = 2 vectors
     assert winograd.make_plan(narrow, pocl, 4).tile == winograd.Tiling(vw=16, nv=2, tm=8)
     assert winograd.pocl_cpu(pocl) and not winograd.pocl_cpu(DEVICES["avx512"])

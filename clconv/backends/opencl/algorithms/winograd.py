@@ -144,6 +144,11 @@ class Tiling:
     def defines(self) -> dict[str, int]:
         return {"VW": self.vw, "NV": self.nv, "TM": self.tm}
 
+    @property
+    def seg(self) -> int:
+        """Tiles per input-transform work-item (the lanes of its vectors): TM, at most 8."""
+        return min(self.tm, 8)
+
 
 def tile_params(tile: Tiling, group: int) -> dict[str, int]:
     """A GEMM block and work-group as tunable parameters (``variants``; JSON in the database)."""
@@ -156,8 +161,8 @@ def from_params(params: dict[str, Any]) -> tuple[Tiling, int]:
         tile, group = Tiling(vw=int(params["vw"]), nv=int(params["nv"]), tm=int(params["tm"])), int(params["group"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConvValueError(f"params={params!r} is not a Winograd block: give tm, vw, nv, group ({exc})") from None
-    if tile.tm not in (4, 8) or tile.vw not in (4, 8, 16) or tile.nv < 1 or group < 1:
-        raise ConvValueError(f"params={params!r} is not a Winograd block: tm 4 or 8, vw 4, 8 or 16, nv and group >= 1")
+    if tile.tm not in (4, 8, 16) or tile.vw not in (4, 8, 16) or tile.nv < 1 or group < 1:
+        raise ConvValueError(f"params={params!r} is not a Winograd block: tm 4, 8 or 16, vw 4, 8 or 16, nv and group >= 1")
     return tile, group
 
 
@@ -229,7 +234,19 @@ def tiling(spec: ConvSpec, device: Device, tiles: int) -> Tiling:
         return Tiling(vw=vw, nv=4 if cog > 2 * vw else (2 if cog > vw else 1), tm=4)
     if cog > 2 * vw and spec.nbytes("weight") <= SMALL_WEIGHT_BYTES and pocl_cpu(device):
         return Tiling(vw=vw, nv=4, tm=4)
+    if 8 < tiles <= TALL_BLOCK and bits >= 512 and pocl_cpu(device):
+        return Tiling(vw=vw, nv=1, tm=TALL_BLOCK)  # one block of every tile: U read once
     return Tiling(vw=vw, nv=2 if cog > vw else 1, tm=8 if bits >= 512 else 4)
+
+
+#: Batches of 9 to 16 tiles (ResNet-50's 3x3 layer at 14x14, batch 1) get one 16 x 1-vector
+#: block on PoCL's AVX-512 devices: every work-item reads its U panel once (with 8 x 2 blocks
+#: two tile blocks read it, the second from L2), and the 16 accumulators hide the FMA latency.
+#: Measured (AVX-512 Xeon, kernels alone, ms, medians of 40 interleaved rounds, two runs,
+#: input transform + fused GEMM): 8 x 2 0.447-0.461, 16 x 1 0.400-0.425. At 28x28 (49
+#: tiles: 64 in 16-tile blocks) 16 x 1 was slower (0.46-0.50 against 0.40-0.41), and the GEMM
+#: transforming the filters (:func:`inlines_filters`) with 16 x 1 blocks at 14x14 too (0.55).
+TALL_BLOCK = 16
 
 
 #: Weights up to this size get TM = 4 x NV = 4 blocks on PoCL's CPU devices (:func:`tiling`): a
@@ -299,12 +316,12 @@ class Plan:
     @property
     def margin(self) -> int:
         """Zero columns left of the padded input rows (see input_transform in the kernel file)."""
-        return self.tile.tm * self.mt
+        return self.tile.seg * self.mt
 
     @property
     def xpw(self) -> int:
         """Columns of the padded input: every run's vector loads stay inside."""
-        return padded_width(self.tw, self.tile.tm, self.mt)
+        return padded_width(self.tw, self.tile.seg, self.mt)
 
     def xph(self, nth: int) -> int:
         return nth * self.mt + 2
@@ -370,7 +387,7 @@ def make_plan(spec: ConvSpec, device: Device, mt: int, tile: Tiling | None = Non
     item = compute_itemsize(spec)
     cpg = round_up(spec.out_per_group, tile.tn)
     a2 = (mt + 2) ** 2
-    xpw = padded_width(tw, tile.tm, mt)
+    xpw = padded_width(tw, tile.seg, mt)
     c_in, cpt = spec.in_channels, spec.groups * cpg
     per_row = (c_in * mt * xpw + a2 * (c_in + cpt) * tw) * item
     per_image = th * per_row + 2 * c_in * xpw * item
@@ -795,7 +812,7 @@ def inline_tiling(spec: ConvSpec, device: Device, mt: int) -> Tiling:
     transformed filters, KC x A2 vectors, and its M block stay within L1)."""
     tiles = tile_grid(spec, mt)[2]
     t = tiling(spec, device, tiles)
-    return Tiling(vw=t.vw, nv=1, tm=4 if tiles <= 4 else t.tm)
+    return Tiling(vw=t.vw, nv=1, tm=4 if tiles <= 4 else min(t.tm, 8))
 
 
 #: Input channels whose filters ``wino_gemm_out_inline`` transforms at a time (``KC``), at most:
