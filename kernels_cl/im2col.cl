@@ -310,6 +310,24 @@ inline void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, c
     }
 }
 
+/* A position tile's accumulators at the start of a k block: zero for the first, else the sums
+ * saved at the end of the previous one (tile_save), so the sum runs in one order. */
+inline void tile_resume(VACC acc[TM][NV], const VACC saved[TM][NV], const bool first)
+{
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) acc[i][v] = first ? (VACC)(0) : saved[i][v];
+}
+
+inline void tile_save(VACC saved[TM][NV], const VACC acc[TM][NV])
+{
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) saved[i][v] = acc[i][v];
+}
+
 __kernel void gemm_pointwise_t(
     __global const GACC* restrict x, const int x_off,
     __global const GACC* restrict wt,
@@ -326,18 +344,12 @@ __kernel void gemm_pointwise_t(
         const int k1 = min(K, k0 + KC);
         for (int p = 0; p < np; ++p) {
             VACC acc[TM][NV];
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) acc[i][v] = k0 == 0 ? (VACC)(0) : part[p][i][v];
+            tile_resume(acc, part[p], k0 == 0);
             if (O >= TM)
                 gemm_tile_full(xa + min(p0 + p * TM, O - TM), O, wp, TN, k0, k1, acc);
             else
                 gemm_tile_range(xa, O, wp, TN, O, k0, k1, 0, acc);
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) part[p][i][v] = acc[i][v];
+            tile_save(part[p], acc);
         }
     }
     pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
@@ -390,16 +402,10 @@ __kernel void gemm_pointwise_raw(
         }
         for (int p = 0; p < np; ++p) {
             VACC acc[TM][NV];
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) acc[i][v] = k0 == 0 ? (VACC)(0) : part[p][i][v];
+            tile_resume(acc, part[p], k0 == 0);
             gemm_tile_full_local(xa + min(p0 + p * TM, O - TM) + k0 * O, O, (const __local GACC*)lp, TN, 0, kn,
                                  acc);
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int v = 0; v < NV; ++v) part[p][i][v] = acc[i][v];
+            tile_save(part[p], acc);
         }
     }
     pointwise_store(part, np, p0, O, M, G, img, g, c0, bias, bias_off, y, y_off);
