@@ -609,13 +609,24 @@ _ONE_LAUNCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("alg,fn,xs,ws,params", _ONE_LAUNCH_CASES)
-def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, monkeypatch):
-    """After a first in-place call, a one-launch kernel runs repeated host calls with the same
-    weight and bias through its fast path (OpenCLKernel._make_fast): fresh inputs and inputs
-    at an element skew give the reference result without the general path; any other input
-    (read-only, strided, another dtype or shape, another weight, ``out=``) takes the general
-    path, with its checks and errors."""
+# im2col's calls (several launches, a workspace) replayed (OpenCLKernel._make_launch_replay)
+_REPLAY_CASES = [
+    ("im2col", "conv2d", (1, 4, 9, 9), (6, 4, 3, 3), {"padding": 1}),
+    ("im2col", "conv2d", (2, 8, 11, 10), (12, 4, 3, 3), {"stride": 2, "groups": 2, "padding": (1, 0)}),
+    ("im2col", "conv_transpose2d", (1, 6, 5, 5), (6, 6, 4, 4), {"stride": 2, "padding": 1}),
+    ("im2col", "conv1d", (2, 3, 40), (8, 3, 10), {"stride": 5}),
+    ("im2col", "conv3d", (1, 4, 5, 6, 6), (8, 4, 3, 3, 3), {"padding": 1}),
+]
+
+
+@pytest.mark.parametrize("alg,fn,xs,ws,params", _ONE_LAUNCH_CASES + _REPLAY_CASES)
+def test_fast_path_of_repeated_host_calls(cl_device, alg, fn, xs, ws, params, monkeypatch):
+    """After a first in-place call, a one-launch kernel (OpenCLKernel._make_fast) or a kernel
+    whose launches are replayed (_make_launch_replay: im2col) runs repeated host calls with the
+    same weight and bias through its fast path: fresh inputs and inputs at an element skew give
+    the reference result without the general path; any other input (read-only, strided,
+    another dtype or shape, another weight, ``out=``) takes the general path, with its checks
+    and errors."""
     _need_kernels_on_host_memory(cl_device)
     rng = np.random.default_rng(31)
     x = rng.standard_normal(xs).astype(np.float32)
@@ -657,6 +668,132 @@ def test_fast_path_of_one_launch_kernels(cl_device, alg, fn, xs, ws, params, mon
     assert not np.isnan(x).any()
 
 
+def _im2col_plan(cl_device, xs=(2, 6, 12, 12), ws=(10, 6, 3, 3), seed=35, **params):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    params = params or {"padding": 1}
+    return clconv.plan("conv2d", x, w, b, device=cl_device.id, algorithm="im2col", **params), x, w, b
+
+
+def _count_general(kernel, monkeypatch):
+    general = []
+    real = type(kernel)._compute
+    monkeypatch.setattr(type(kernel), "_compute", lambda self, *a: general.append(1) or real(self, *a))
+    return general
+
+
+def test_replayed_calls_run_every_chunk_and_read_the_weight_in_place(cl_device, monkeypatch):
+    """A call of many chunks (each an im2col and a GEMM launch) is replayed whole, with the same
+    launches as the general path; the weight and bias are read where they are, so changes made
+    to them in place show in the next replayed call."""
+    from clconv.backends.opencl import runtime
+    from clconv.backends.opencl.algorithms import im2col
+
+    _need_kernels_on_host_memory(cl_device)
+    monkeypatch.setattr(im2col, "CHUNK_BYTES", 1)  # MIN_CHUNK_TILES column tiles per chunk: many launches
+    p, x, w, b = _im2col_plan(cl_device, xs=(2, 6, 30, 30))
+    general = _count_general(p.kernel, monkeypatch)
+    with runtime.recording() as first:
+        y0 = p(x, w, b)
+    assert len(first.launches) > 4 and "_fast" in p.kernel.__dict__
+    np.testing.assert_allclose(y0, reference(p.spec, x, w, b), rtol=1e-4, atol=1e-4)
+    enqueued = []
+    real = runtime.cl.enqueue_nd_range_kernel
+    monkeypatch.setattr(runtime.cl, "enqueue_nd_range_kernel", lambda q, k, *a: enqueued.append(k.function_name)
+                        or real(q, k, *a))
+    p.kernel.__dict__.pop("_fast")
+    p(x, w, b)  # a general call (counted) that records its launches again, with the patched enqueue
+    names = list(enqueued)
+    for step in range(3):
+        enqueued.clear()
+        w *= -0.5
+        b += 1
+        xi = x * (step + 2)
+        np.testing.assert_allclose(p(xi, w, b), reference(p.spec, xi, w, b), rtol=1e-4, atol=1e-4,
+                                   err_msg=f"step {step}")
+        assert enqueued == names
+    assert general == [1, 1]
+
+
+def test_replayed_calls_follow_switches_and_the_workspace(cl_device, monkeypatch):
+    """A switch the recorded call read (CLCONV_IM2COL_PANELS, CLCONV_GEMM_PREFETCH) that changes
+    sends the next call the general way, which records anew; so does a workspace replaced by a
+    larger spec's call on the same algorithm and queue. The results stay the reference's."""
+    _need_kernels_on_host_memory(cl_device)
+    p, x, w, b = _im2col_plan(cl_device)
+    general = _count_general(p.kernel, monkeypatch)
+    want = reference(p.spec, x, w, b)
+
+    def check():
+        np.testing.assert_allclose(p(x, w, b), want, rtol=1e-4, atol=1e-4)
+
+    check()
+    check()
+    assert general == [1]
+    monkeypatch.setenv("CLCONV_IM2COL_PANELS", "0")
+    check()
+    check()
+    assert general == [1, 1]
+    monkeypatch.delenv("CLCONV_IM2COL_PANELS")
+    check()
+    assert general == [1, 1, 1]
+    big, bx, bw, bb = _im2col_plan(cl_device, xs=(4, 16, 30, 30), ws=(32, 16, 3, 3))
+    assert big.kernel.algorithm is p.kernel.algorithm  # one workspace pool
+    np.testing.assert_allclose(big(bx, bw, bb), reference(big.spec, bx, bw, bb), rtol=1e-4, atol=1e-4)
+    assert general == [1] * 4  # (big's first call: the count is per class)
+    check()  # the workspace grew: the general path, and a new recording
+    check()
+    assert general == [1] * 5
+
+
+def test_replayed_calls_under_threads(cl_device):
+    """Threads sharing one im2col plan (one workspace) on its replayed path each get their own
+    result: a call's launches are enqueued while it holds the workspace."""
+    import concurrent.futures
+
+    _need_kernels_on_host_memory(cl_device)
+    p, x, w, b = _im2col_plan(cl_device)
+    p(x, w, b)
+    assert "_fast" in p.kernel.__dict__
+    inputs = [x * (i + 1) for i in range(12)]
+    exact = [reference(p.spec, xi, w, b) for xi in inputs]
+
+    def work(i):
+        return [p(inputs[i], w, b) for _ in range(6)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(12)))
+    for i, runs in enumerate(results):
+        for y in runs:
+            np.testing.assert_allclose(y, exact[i], rtol=1e-4, atol=1e-3)
+
+
+def test_calls_passing_x_otherwise_are_not_replayed(cl_device):
+    """The replay sets x and y as (buffer, offset) argument pairs: a recorded launch that passes
+    x's buffer without its offset next gives no replay (the general path keeps every call)."""
+    from clconv.backends.opencl import runtime
+    from clconv.backends.opencl.base import HostView
+
+    _need_kernels_on_host_memory(cl_device)
+    p, x, w, b = _im2col_plan(cl_device)
+    kernel = p.kernel
+    p(x, w, b)
+    assert "_fast" in kernel.__dict__
+    y = np.empty(p.spec.output_shape, np.float32)
+    ctx = cl_device.queue.context
+    mf = runtime.cl.mem_flags
+    xv = HostView(cl_device.queue, runtime.cl.Buffer(ctx, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=x), x)
+    yv = HostView(cl_device.queue, runtime.cl.Buffer(ctx, mf.READ_WRITE | mf.USE_HOST_PTR, hostbuf=y), y)
+    rec = runtime.Recording()
+    prog = next(iter(kernel.__dict__["_programs"].values()))
+    rec.launches.append((prog, "im2col", (8,), (8,), (xv.base_data, np.int32(0), xv.base_data)))
+    assert kernel._make_launch_replay(cl_device.queue, cl_device.zero_copy_align, w, b, xv, yv, rec) is None
+    rec.launches[0] = (prog, "im2col", (8,), (8,), (xv.base_data, np.int32(3)))  # not x's offset
+    assert kernel._make_launch_replay(cl_device.queue, cl_device.zero_copy_align, w, b, xv, yv, rec) is None
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_fast_path_in_every_dtype(cl_device, dtype):
     """The fast path serves float16 storage and float64 as the general path does."""
@@ -665,7 +802,7 @@ def test_fast_path_in_every_dtype(cl_device, dtype):
         pytest.skip("no cl_khr_fp64")
     x, w = _xw(dtype, seed=34, xs=(1, 8, 8, 8), ws=(8, 8, 3, 3))
     tol = 2e-2 if dtype == "float16" else 1e-10
-    for alg in ("direct", "direct-blocked"):
+    for alg in ("direct", "direct-blocked", "im2col"):
         p = clconv.plan("conv2d", x, w, padding=1, device=cl_device.id, algorithm=alg)
         for i in range(3):
             xi = (x * (i + 1)).astype(dtype)

@@ -68,12 +68,55 @@ _ENV_KEYS: dict[str, Any] = {}
 def env(name: str, default: str) -> str:
     """``os.environ.get(name, default)``, read on every call (a change takes effect at once)."""
     if not isinstance(_ENV_DATA, dict):  # pragma: no cover - other platforms
-        return os.environ.get(name, default)
-    key = _ENV_KEYS.get(name)
-    if key is None:
-        key = _ENV_KEYS[name] = os.environ.encodekey(name)
-    value = _ENV_DATA.get(key)
-    return default if value is None else os.environ.decodevalue(value)
+        value = os.environ.get(name, default)
+    else:
+        key = _ENV_KEYS.get(name)
+        if key is None:
+            key = _ENV_KEYS[name] = os.environ.encodekey(name)
+        raw = _ENV_DATA.get(key)
+        value = default if raw is None else os.environ.decodevalue(raw)
+    rec = getattr(_recording, "rec", None)
+    if rec is not None:
+        rec.env.setdefault((name, default), value)
+    return value
+
+
+class Recording:
+    """What one call did (:func:`recording`): its launches through :func:`launch` (program, name,
+    global size, local size, arguments), the switches it read through :func:`env` ((name,
+    default) -> value) and the workspaces it held (``WorkspacePool.hold``: pool, bytes, buffer)."""
+
+    def __init__(self) -> None:
+        self.launches: list[tuple[Any, str, tuple, tuple | None, tuple]] = []
+        self.env: dict[tuple[str, str], str] = {}
+        self.holds: list[tuple[Any, int, Any]] = []
+
+
+_recording = threading.local()
+
+
+class recording:
+    """``with recording() as rec:`` records this thread's launches, switches and workspaces into
+    ``rec`` (a :class:`Recording`) while the block runs; what a kernel's replayed calls repeat."""
+
+    def __enter__(self) -> Recording:
+        self.rec = Recording()
+        self.outer = getattr(_recording, "rec", None)
+        _recording.rec = self.rec
+        return self.rec
+
+    def __exit__(self, *exc: object) -> None:
+        _recording.rec = outer = self.outer
+        if outer is not None:  # a recording within another: the outer one gets it all too
+            outer.launches.extend(self.rec.launches)
+            for key, value in self.rec.env.items():
+                outer.env.setdefault(key, value)
+            outer.holds.extend(self.rec.holds)
+
+
+def recorder() -> Recording | None:
+    """This thread's :class:`Recording` in progress, or None."""
+    return getattr(_recording, "rec", None)
 
 
 # ------------------------------------------------------------------ errors
@@ -681,9 +724,13 @@ def launch(queue: Any, program: Any, name: str, global_size: Sequence[int], loca
     enqueueing happen under a per-kernel lock.
     """
     knl, lock = kernel_object(program, name, args)
+    gsize, lsize = tuple(global_size), None if local_size is None else tuple(local_size)
+    rec = getattr(_recording, "rec", None)
+    if rec is not None:
+        rec.launches.append((program, name, gsize, lsize, args))
     with lock:
         knl.set_args(*args)
-        return cl.enqueue_nd_range_kernel(queue, knl, tuple(global_size), None if local_size is None else tuple(local_size))
+        return cl.enqueue_nd_range_kernel(queue, knl, gsize, lsize)
 
 
 def kernel_object(program: Any, name: str, args: Sequence[Any]) -> tuple[Any, threading.Lock]:

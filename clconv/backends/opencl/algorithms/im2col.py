@@ -419,6 +419,7 @@ class Im2colKernel(OpenCLKernel):
     per-queue pool."""
 
     algorithm: Im2col
+    REPLAYS = True  # launches through runtime.launch, x and y as (buffer, offset) pairs
 
     def __init__(self, spec: ConvSpec, device: Device, algorithm: "Im2col", tile: Tiling):
         super().__init__(spec, device, algorithm)
