@@ -166,3 +166,32 @@ def test_pocl_driver_folders_come_from_icd_files(tmp_path):
     (icd / "other.icd").write_text("/nowhere/libOther.so\n")
     dirs = runtime._pocl_driver_dirs({"OCL_ICD_VENDORS": str(icd)})
     assert lib / "pocl" in dirs
+
+
+def test_kernel_sources_found_in_an_installed_layout(tmp_path):
+    """A non-editable install puts kernels_cl/ inside the package (pyproject's package-dir maps
+    it to clconv.kernels_cl with its *.cl and *.h): the sources are found there, with no
+    checkout beside it (before the fix, a wheel install on Python 3.11/3.12 reported them missing)."""
+    import shutil
+    import subprocess
+    import sys
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from pathlib import Path
+
+    root = Path(runtime.__file__).resolve().parents[3]
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"]["clconv.kernels_cl"] == "kernels_cl"
+    assert "clconv.kernels_cl" in tool["packages"]
+    assert set(tool["package-data"]["clconv.kernels_cl"]) == {"*.cl", "*.h"}
+    site = tmp_path / "site"
+    shutil.copytree(root / "clconv", site / "clconv", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "kernels_cl", site / "clconv" / "kernels_cl")
+    code = "from clconv.backends.opencl import runtime; print(runtime.kernels_dir())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == site / "clconv" / "kernels_cl"
+    shutil.rmtree(site / "clconv" / "kernels_cl")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "kernel sources (clconv.kernels_cl) are missing" in out.stderr

@@ -31,7 +31,6 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -141,16 +140,16 @@ def device_error(what: str, exc: BaseException) -> BackendError:
 
 # ------------------------------------------------------------------ kernels
 def kernels_dir() -> Path:
-    """The folder of the OpenCL sources: package data when installed, kernels_cl/ in a checkout."""
-    try:
-        path = Path(str(resources.files("clconv.kernels_cl")))
+    """The folder of the OpenCL sources: clconv/kernels_cl when installed, kernels_cl/ in a checkout.
+
+    Found by path, not through ``importlib.resources``: kernels_cl holds no Python and is a
+    namespace package, for which ``resources.files`` returns a multiplexed path on some Python
+    versions (3.12's names no folder), and the OpenCL compiler needs a real folder to include
+    from anyway."""
+    here = Path(__file__).resolve()
+    for path in (here.parents[2] / "kernels_cl", here.parents[3] / "kernels_cl"):
         if (path / "common.h").exists():
             return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    path = Path(__file__).resolve().parents[3] / "kernels_cl"
-    if (path / "common.h").exists():
-        return path
     raise BackendError("the OpenCL kernel sources (clconv.kernels_cl) are missing from this install")
 
 
