@@ -4,6 +4,11 @@ Every runner times the same layer on the same NumPy arrays: one warm-up call
 (builds, first-touch allocations), then repeats until ``min_repeats`` and
 ``min_time_s`` are both reached; the median is reported. Ratios are
 (clconv time / other time), so < 1 means clconv is faster.
+
+With ``arrays="device"`` the arrays are uploaded once to the device clconv chose and
+each call returns a pyopencl array (timed to the queue's finish): a GPU's time without
+the host transfers. PyTorch then runs on its CUDA device where it has one (timed to
+``torch.cuda.synchronize()``), else on the CPU; ONNX Runtime stays on the CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from .spec import ConvSpec
 from .suites import Layer
 
 COMPARE = ("torch", "onnxruntime")
+ARRAYS = ("host", "device")
 
 
 def time_call(fn: Callable[[], Any], min_repeats: int = 5, min_time_s: float = 0.2, max_time_s: float = 10.0
@@ -59,21 +65,53 @@ def _fn_params(layer: Layer, spec: ConvSpec) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ runners
 def clconv_runner(layer: Layer, spec: ConvSpec, arrays: tuple, backend: str | None, device: str | None,
-                  algorithm: str | None, constant_weights: bool = False) -> tuple[Callable[[], Any], dict[str, Any]]:
+                  algorithm: str | None, constant_weights: bool = False, where: str = "host"
+                  ) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """``where="device"``: x, weight and bias uploaded once to the chosen device (pyopencl
+    arrays); each call's time runs to the queue's finish."""
     from . import api
 
     x, w, b = arrays
+    params = _fn_params(layer, spec)
     plan = api.plan(layer.fn, x, w, b, backend=backend, device=device, algorithm=algorithm or "auto",
-                    constant_weights=constant_weights, **_fn_params(layer, spec))
+                    constant_weights=constant_weights, **params)
+    if where == "device":
+        queue = getattr(plan.device, "queue", None)
+        if queue is None:
+            raise ValueError(f"arrays='device' needs an OpenCL device; {plan.device.id} ({plan.backend}) has no "
+                             "OpenCL queue")
+        import pyopencl.array as cl_array
+
+        x, w, b = (None if a is None else cl_array.to_device(queue, np.ascontiguousarray(a)) for a in arrays)
+        plan = api.plan(layer.fn, x, w, b, backend=backend, device=plan.device.id,
+                        algorithm=algorithm or "auto", constant_weights=constant_weights, **params)
+
+        def run() -> Any:
+            y = plan(x, w, b)
+            queue.finish()
+            return y
+    else:
+        def run() -> Any:
+            return plan(x, w, b)
     info = {"backend": plan.backend, "device": plan.device.id, "algorithm": plan.algorithm.id}
-    return (lambda: plan(x, w, b)), info
+    return run, info
 
 
-def torch_runner(layer: Layer, spec: ConvSpec, arrays: tuple) -> Callable[[], Any]:
+def torch_device(where: str) -> str:
+    """The device PyTorch runs on for ``where``: its CUDA device for device arrays where it has one."""
+    if where == "device":
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def torch_runner(layer: Layer, spec: ConvSpec, arrays: tuple, device: str = "cpu") -> Callable[[], Any]:
     import torch
     import torch.nn.functional as F
 
-    x, w, b = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    x, w, b = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays)
     pads = [p for pair in reversed(spec.padding) for p in pair]
     sym = all(a == b_ for a, b_ in spec.padding)
     fn = getattr(F, layer.fn)
@@ -83,17 +121,24 @@ def torch_runner(layer: Layer, spec: ConvSpec, arrays: tuple) -> Callable[[], An
         kw = dict(stride=spec.stride, padding=spec.pad_before, output_padding=spec.output_padding,
                   groups=spec.groups, dilation=spec.dilation)
 
-        def run() -> Any:
+        def conv() -> Any:
             with torch.no_grad():
                 return fn(x, w, b, **kw)
     else:
         mode = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}[spec.padding_mode]
 
-        def run() -> Any:
+        def conv() -> Any:
             with torch.no_grad():
                 xi = x if (sym and spec.padding_mode == "zeros") else F.pad(x, pads, mode=mode)
                 pad = spec.pad_before if (sym and spec.padding_mode == "zeros") else 0
                 return fn(xi, w, b, stride=spec.stride, padding=pad, dilation=spec.dilation, groups=spec.groups)
+    if device == "cpu":
+        return conv
+
+    def run() -> Any:
+        y = conv()
+        torch.cuda.synchronize()
+        return y
     return run
 
 
@@ -165,6 +210,8 @@ class LayerResult:
     gflops: float | None = None
     peak_pct: float | None = None
     others_s: dict[str, float | None] = field(default_factory=dict)
+    #: where each runtime of ``others_s`` ran ("cpu", "cuda")
+    others_device: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
     def ratio(self, other: str) -> float | None:
@@ -189,15 +236,19 @@ def geomean(values: list[float]) -> float | None:
 def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = None, device: str | None = None,
               algorithm: str | None = None, compare: tuple[str, ...] = (), min_repeats: int = 5,
               min_time_s: float = 0.2, peak_gflops: Callable[[str], float | None] | None = None,
-              constant_weights: bool = False) -> LayerResult:
+              constant_weights: bool = False, arrays: str = "host") -> LayerResult:
     """Time one layer through clconv and each runtime of ``compare``. ``constant_weights``: the
     inference setting, weights that never change: a ``constant_weights=True`` plan, ONNX
-    Runtime with the weight and bias as initializers (PyTorch has no such setting)."""
+    Runtime with the weight and bias as initializers (PyTorch has no such setting).
+    ``arrays``: "host" (NumPy in, NumPy out) or "device" (see the module's docstring)."""
+    if arrays not in ARRAYS:
+        raise ValueError(f"arrays={arrays!r}: accepted {', '.join(ARRAYS)}")
     spec = layer.spec(dtype)
     res = LayerResult(layer.name, layer.group, spec.describe(), spec.flops / 1e9)
+    where = arrays
     arrays = layer_arrays(spec)
     try:
-        fn, info = clconv_runner(layer, spec, arrays, backend, device, algorithm, constant_weights)
+        fn, info = clconv_runner(layer, spec, arrays, backend, device, algorithm, constant_weights, where)
         res.clconv_s = time_call(fn, min_repeats, min_time_s)
         res.backend, res.device, res.algorithm = info["backend"], info["device"], info["algorithm"]
         res.gflops = spec.flops / res.clconv_s / 1e9
@@ -210,9 +261,11 @@ def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = Non
     for other in compare:
         try:
             if other == "onnxruntime":
+                res.others_device[other] = "cpu"
                 fn = onnxruntime_runner(layer, spec, arrays, constant_weights)
             else:
-                fn = {"torch": torch_runner}[other](layer, spec, arrays)
+                res.others_device[other] = torch_device(where)
+                fn = torch_runner(layer, spec, arrays, res.others_device[other])
             res.others_s[other] = time_call(fn, min_repeats, min_time_s)
         except Exception as exc:
             res.others_s[other] = None

@@ -48,8 +48,12 @@ def _fmt(v, spec="{:.3f}"):  # type: ignore[no-untyped-def]
 @click.option("--constant-weights", is_flag=True,
               help="Inference setting: weights that never change (clconv: a constant_weights=True plan; "
                    "ONNX Runtime: weight and bias as initializers).")
+@click.option("--arrays", "where", default="host", type=click.Choice(B.ARRAYS), show_default=True,
+              help="host: NumPy arrays in and out (each call's transfers timed). device: arrays uploaded once "
+                   "to the device clconv chose, pyopencl results timed to the queue's finish; PyTorch then "
+                   "runs on its CUDA device where it has one.")
 def command(suites, backend, device, algorithm, compare, dtype, repeats, min_time, json_file, plot_file,  # type: ignore[no-untyped-def]
-            constant_weights):
+            constant_weights, where):
     """Per layer: clconv time, GFLOP/s, percent of the device's peak, the algorithm that ran, and the
     same layer through PyTorch / ONNX Runtime as ratios (clconv time / their time; < 1 is faster)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,7 +74,7 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
             progress.update(task, layer=layer.name)
             results.append(B.run_layer(layer, dtype=dtype, backend=backend, device=device, algorithm=algorithm,
                                        compare=others, min_repeats=repeats, min_time_s=min_time, peak_gflops=peak,
-                                       constant_weights=constant_weights))
+                                       constant_weights=constant_weights, arrays=where))
             progress.advance(task)
     cols = ["layer", "GFLOP", "clconv ms", "GFLOP/s", "% peak", "ran"]
     for o in others:
@@ -85,6 +89,9 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
             row += [_fmt(None if t is None else t * 1e3), _fmt(r.ratio(o), "{:.2f}x")]
         rows.append(row)
     setting = ", constant weights" if constant_weights else ""
+    if where == "device":
+        ran = sorted({f"{o} on {d}" for r in results for o, d in r.others_device.items()})
+        setting += ", device arrays" + (f"; {', '.join(ran)}" if ran else "")
     print_table(f"clconv bench ({dtype}{setting}) on {platform.node() or 'this machine'}", cols, rows)
     summary = {}
     for o in others:
@@ -100,7 +107,7 @@ def command(suites, backend, device, algorithm, compare, dtype, repeats, min_tim
             click.echo(f"{r.layer}: {who} failed: {err}", err=True)
     if json_file:
         with open(json_file, "w") as f:
-            json.dump({"dtype": dtype, "constant_weights": constant_weights, "compare": list(others), "geomean": summary,
+            json.dump({"dtype": dtype, "constant_weights": constant_weights, "arrays": where, "compare": list(others), "geomean": summary,
                        "machine": {"node": platform.node(), "processor": platform.processor(),
                                    "python": platform.python_version()},
                        "results": [r.as_dict() for r in results]}, f, indent=2)

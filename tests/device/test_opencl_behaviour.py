@@ -67,6 +67,24 @@ def test_pyopencl_arrays_from_a_user_context(cl_device):
     np.testing.assert_allclose(y.get(), reference(spec, x, w), rtol=1e-4, atol=1e-4)
 
 
+def test_bench_with_device_arrays_times_the_convolution(cl_device):
+    """``clconv bench --arrays device``: the timed call takes and returns pyopencl arrays on the
+    device and computes the layer (a ratio against a wrong result would mean nothing)."""
+    from clconv import bench
+    from clconv.backends.numpy.ops import reference
+    from clconv.suites import suite
+
+    for layer in suite("small")[:2]:
+        spec = layer.spec()
+        x, w, b = bench.layer_arrays(spec, seed=2)
+        fn, info = bench.clconv_runner(layer, spec, (x, w, b), "opencl", cl_device.id, None, where="device")
+        assert info["device"] == cl_device.id
+        y = fn()
+        assert isinstance(y, cl_array.Array) and y.queue is cl_device.queue
+        exact = reference(spec, x, w, b)
+        assert np.linalg.norm(y.get() - exact) <= 1e-5 * np.linalg.norm(exact)
+
+
 def test_explain_prefers_the_device_that_holds_the_data(cl_device):
     x, w = _xw()
     xd = cl_array.to_device(cl_device.queue, x)

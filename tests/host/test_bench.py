@@ -5,6 +5,7 @@ command runs a suite, prints the table and writes its JSON; a bad ``--compare`` 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -57,6 +58,28 @@ def test_clconv_runner_computes_the_reference(fresh_host, constant, monkeypatch)
     _close(spec, x, w, b, fn())
 
 
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_torch_runner_computes_the_reference(name):
+    torch = pytest.importorskip("torch")
+    spec = SPECS[name]
+    x, w, b = bench.layer_arrays(spec, seed=5)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        layer = SimpleNamespace(fn=("conv_transpose" if spec.transposed else "conv") + f"{len(spec.kernel)}d")
+        y = bench.torch_runner(layer, spec, (x, w, b), device)()
+        _close(spec, x, w, b, y.cpu().numpy())
+
+
+def test_device_arrays_need_an_opencl_device(fresh_host):
+    """``--arrays device`` with the NumPy backend: the row names the reason, the run goes on."""
+    layer = suite("small")[0]
+    res = bench.run_layer(layer, backend="numpy", min_repeats=1, min_time_s=0, arrays="device")
+    assert res.clconv_s is None and "needs an OpenCL device" in res.errors["clconv"]
+    with pytest.raises(ValueError, match="arrays='gpu'"):
+        bench.run_layer(layer, backend="numpy", arrays="gpu")
+    r = CliRunner().invoke(cli, ["bench", "--suite", "small", "--arrays", "gpu"])
+    assert r.exit_code != 0 and "--arrays" in r.output
+
+
 def test_bench_runs_a_suite_and_writes_json(fresh_host, tmp_path):
     compare = []
     try:
@@ -72,13 +95,13 @@ def test_bench_runs_a_suite_and_writes_json(fresh_host, tmp_path):
     assert r.exit_code == 0, r.output
     assert "constant weights" in r.output and "small.3x3-16@8" in r.output
     data = json.loads(out.read_text())
-    assert data["constant_weights"] is True and data["dtype"] == "float32"
+    assert data["constant_weights"] is True and data["dtype"] == "float32" and data["arrays"] == "host"
     names = [layer.name for layer in suite("small")]
     assert [row["layer"] for row in data["results"]] == names
     for row in data["results"]:
         assert row["backend"] == "numpy" and row["clconv_s"] > 0 and row["gflops"] > 0 and not row["errors"]
         if compare:
-            assert row["others_s"]["onnxruntime"] > 0
+            assert row["others_s"]["onnxruntime"] > 0 and row["others_device"]["onnxruntime"] == "cpu"
             assert row["ratios"]["onnxruntime"] == pytest.approx(row["clconv_s"] / row["others_s"]["onnxruntime"])
     if compare:
         assert data["geomean"]["onnxruntime"] > 0
