@@ -13,7 +13,14 @@ see clconv/backends/opencl/weightcache.py); ``constant`` passes the same NumPy a
 ``device`` passes pyopencl arrays on the device's queue (a device weight is found by its
 buffer) and waits for the queue after each call.
 
-    python benchmarks/winograd_vs_im2col.py [--rounds 21] [--layers resnet50.3x3-56,...]
+``--burst N`` runs each plan N times in a row within a round and keeps the times of all but
+the first call of each burst: the back-to-back repeats that ``clconv bench`` times (the
+layer's data, a transformed filter too, stays in cache from one call to the next), still
+interleaved with the other plans round by round. With the default 1, each call follows
+other plans' calls, which evict what they do not share (the transformed filter of a
+14x14 layer, 9 MiB, often is).
+
+    python benchmarks/winograd_vs_im2col.py [--rounds 21] [--burst 1] [--layers resnet50.3x3-56,...]
         [--device opencl:0:0] [--arrays numpy,constant,device]
 """
 
@@ -35,7 +42,10 @@ def main() -> int:
     ap.add_argument("--layers", default=DEFAULT)
     ap.add_argument("--device", default=None, help="an OpenCL device id (default: the dispatcher's)")
     ap.add_argument("--arrays", default="numpy", help="comma-separated: numpy, constant, device")
+    ap.add_argument("--burst", type=int, default=1, help="calls of a plan in a row per round (timed: all but the first)")
     args = ap.parse_args()
+    if args.burst < 1:
+        ap.error(f"--burst {args.burst}: give 1 or more")
     kinds = tuple(args.arrays.split(","))
     if not kinds or set(kinds) - {"numpy", "constant", "device"}:
         ap.error(f"--arrays {args.arrays!r}: give a comma-separated list of numpy, constant, device")
@@ -79,11 +89,13 @@ def main() -> int:
             shuffle(order)
             for key in order:
                 p, arrays, queue = runs[key]
-                t = time.perf_counter()
-                p(*arrays)
-                if queue is not None:
-                    queue.finish()
-                times[key].append(time.perf_counter() - t)
+                for i in range(args.burst):
+                    t = time.perf_counter()
+                    p(*arrays)
+                    if queue is not None:
+                        queue.finish()
+                    if i or args.burst == 1:
+                        times[key].append(time.perf_counter() - t)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         for kind in kinds:
             m = [med[kind, a] for a in ALGORITHMS]
