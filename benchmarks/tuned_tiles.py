@@ -41,7 +41,7 @@ def main() -> None:
     a = ap.parse_args()
     specs = [(layer.name, layer.spec("float32")) for name in a.suite for layer in suite(name)]
     specs += [(s, parse_spec(s, "float32")) for s in a.spec]
-    print(f"| layer | tuned params | default ms | tuned ms | default / tuned |")
+    print("| layer | tuned params | default ms | tuned ms | default / tuned |")
     print("|---|---|---|---|---|")
     for name, spec in specs:
         pins = {"device": a.device, "algorithm": a.algorithm}

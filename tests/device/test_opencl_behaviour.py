@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -308,7 +307,6 @@ def test_host_arrays_at_any_skew_run_in_place_on_every_algorithm(cl_device, fn, 
     w = rng.standard_normal(ws).astype(np.float32)
     c_out = ws[1] * params.get("groups", 1) if fn.startswith("conv_transpose") else ws[0]
     b = rng.standard_normal(c_out).astype(np.float32)
-    f = getattr(clconv, fn)
     exact = reference(clconv.plan(fn, x, w, b, backend="numpy", **params).spec, x, w, b)
     staged = []
     real = base.OpenCLKernel._host_stage

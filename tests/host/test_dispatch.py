@@ -23,7 +23,7 @@ from clconv.backends.numpy.ops import reference
 from clconv.backends.opencl import OpenCLBackend
 from clconv.backends.opencl.runtime import OpenCLDevice
 from clconv.cli import cli
-from clconv.errors import BackendError, BuildError, ConvValueError, UnsupportedError
+from clconv.errors import BackendError, BuildError, ConvValueError
 from clconv.spec import ConvSpec
 from clconv.suites import suite
 

@@ -27,7 +27,6 @@ import numpy as np
 from ....costmodel import Cost, io_bytes
 from ....backend import Device, Kernel, Support, first_failure
 from ....spec import ConvSpec
-from .. import runtime
 from ..base import OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
 from ..runtime import cl
 

@@ -15,7 +15,6 @@ import numpy as np
 from ....backend import Device, Kernel, Support
 from ....costmodel import Cost, io_bytes
 from ....spec import ConvSpec
-from .. import runtime
 from ..base import DEFAULT_LOCAL, OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}

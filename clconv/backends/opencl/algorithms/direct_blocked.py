@@ -37,7 +37,6 @@ from ....backend import Device, Kernel, Support, first_failure
 from ....costmodel import Cost, io_bytes
 from ....errors import ConvValueError
 from ....spec import ConvSpec
-from .. import runtime
 from ..base import OpenCLAlgorithm, OpenCLKernel, round_up, spatial3
 
 _MODE = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}

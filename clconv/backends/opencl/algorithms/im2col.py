@@ -839,7 +839,6 @@ class PointwiseKernel(CachedWeightKernel):
 
     def _launch(self, queue: Any, x: Any, entry: FilterEntry, b: Any, y: Any) -> None:
         s = self.spec
-        tile = self.tile
         i32 = np.int32
         out_pos = math.prod(s.out_size)
         runtime.launch(
