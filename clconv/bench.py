@@ -245,10 +245,9 @@ def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = Non
         raise ValueError(f"arrays={arrays!r}: accepted {', '.join(ARRAYS)}")
     spec = layer.spec(dtype)
     res = LayerResult(layer.name, layer.group, spec.describe(), spec.flops / 1e9)
-    where = arrays
-    arrays = layer_arrays(spec)
+    xwb = layer_arrays(spec)
     try:
-        fn, info = clconv_runner(layer, spec, arrays, backend, device, algorithm, constant_weights, where)
+        fn, info = clconv_runner(layer, spec, xwb, backend, device, algorithm, constant_weights, arrays)
         res.clconv_s = time_call(fn, min_repeats, min_time_s)
         res.backend, res.device, res.algorithm = info["backend"], info["device"], info["algorithm"]
         res.gflops = spec.flops / res.clconv_s / 1e9
@@ -262,10 +261,10 @@ def run_layer(layer: Layer, *, dtype: str = "float32", backend: str | None = Non
         try:
             if other == "onnxruntime":
                 res.others_device[other] = "cpu"
-                fn = onnxruntime_runner(layer, spec, arrays, constant_weights)
+                fn = onnxruntime_runner(layer, spec, xwb, constant_weights)
             else:
-                res.others_device[other] = torch_device(where)
-                fn = torch_runner(layer, spec, arrays, res.others_device[other])
+                res.others_device[other] = torch_device(arrays)
+                fn = torch_runner(layer, spec, xwb, res.others_device[other])
             res.others_s[other] = time_call(fn, min_repeats, min_time_s)
         except Exception as exc:
             res.others_s[other] = None
