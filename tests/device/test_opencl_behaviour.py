@@ -917,3 +917,69 @@ def test_env_reads_the_environment_on_every_call(monkeypatch):
     assert runtime.env(name, "1") == "é1" == os.environ[name]
     monkeypatch.delenv(name)
     assert runtime.env(name, "1") == "1"
+
+
+@pytest.mark.parametrize("alg", ["direct-blocked", "im2col", "winograd-f4x4-3x3", "fft"])
+def test_fast_path_of_repeated_device_calls(cl_device, alg, monkeypatch):
+    """After a first call with pyopencl arrays and no ``out``, later ones in the same context
+    take OpenCLKernel._device_call: the reference result in a new array each time (earlier
+    results keep theirs), on the input's queue, without the general path; anything else (a
+    NumPy weight, ``out=``, a missing bias, another dtype or shape, another context) takes the
+    general path with its checks and errors, and no call changes its arguments."""
+    rng = np.random.default_rng(41)
+    x, w = _xw(seed=41)
+    b = rng.standard_normal(6).astype(np.float32)
+    spec = clconv.plan("conv2d", x, w, b, padding=1, device=cl_device.id).spec
+    if alg not in _algorithms(cl_device, spec):
+        pytest.skip(f"{alg} does not run this spec on {cl_device.id}")
+    q = cl_device.queue
+    xd, wd, bd = (cl_array.to_device(q, a) for a in (x, w, b))
+    p = clconv.plan("conv2d", xd, wd, bd, padding=1, device=cl_device.id, algorithm=alg)
+    kernel = p.kernel
+    kernel.__dict__.pop("_device_fast", None)  # plans are shared: another test may have run it
+    general = []
+    real = type(kernel)._compute
+    monkeypatch.setattr(type(kernel), "_compute", lambda self, *a: general.append(1) or real(self, *a))
+
+    def check(y, xi=x, wi=w, bi=b):
+        assert isinstance(y, cl_array.Array)
+        np.testing.assert_allclose(y.get(), reference(spec, xi, wi, bi), rtol=1e-4, atol=1e-4)
+
+    first = p(xd, wd, bd)
+    check(first)
+    assert "_device_fast" in kernel.__dict__ and general == [1]
+    results = []
+    for i in range(3):  # a new input each call, as a network passes them
+        xi = rng.standard_normal(x.shape).astype(np.float32)
+        y = p(cl_array.to_device(q, xi), wd, bd)
+        check(y, xi)
+        results.append((y, xi))
+    assert general == [1], "repeated device calls must take the fast path"
+    assert len({y.base_data.int_ptr for y, _ in results} | {first.base_data.int_ptr}) == 4
+    for y, xi in results:  # not overwritten by the calls after them
+        check(y, xi)
+    check(first)
+    other_q = cl.CommandQueue(q.context)  # another queue of the context: the result is on it
+    y = p(cl_array.to_device(other_q, x), wd, bd)
+    assert y.queue is other_q and general == [1]
+    check(y)
+    check(p(xd, w, bd))  # a NumPy weight: uploaded by the general path
+    out = cl_array.to_device(q, np.full(spec.output_shape, np.nan, np.float32))
+    assert p(xd, wd, bd, out=out) is out
+    check(out)
+    assert len(general) == 3
+    with pytest.raises(ValueError, match="bias is None"):
+        p(xd, wd, None)
+    with pytest.raises(TypeError, match="input has dtype"):
+        p(cl_array.to_device(q, x.astype(np.float64)), wd, bd)
+    with pytest.raises(ValueError, match="input has shape"):
+        p(cl_array.to_device(q, x[..., :-1].copy()), wd, bd)
+    ctx = cl.Context([cl_device.cl_device])  # a context clconv did not make: the general path
+    uq = cl.CommandQueue(ctx)
+    n = len(general)
+    check(p(*(cl_array.to_device(uq, a) for a in (x, w, b))))
+    assert len(general) == n + 1
+    with pytest.raises(UnsupportedError, match="weight is a pyopencl array in another context"):
+        p(cl_array.to_device(uq, x), wd, bd)
+    for dev, host in ((xd, x), (wd, w), (bd, b)):
+        np.testing.assert_array_equal(dev.get(), host)
