@@ -104,3 +104,32 @@ def test_tuned_im2col_tile_is_stored_and_used_by_a_fresh_plan(cl_device, own_cac
     dispatch.clear_plans()
     p = clconv.plan("conv2d", x, w, b, padding=1, **pins)
     assert p.candidate.params_source == "default" and p.kernel.params == offered[0]
+
+
+def test_devices_that_copy_host_arrays_are_timed_on_resident_arrays(cl_device, own_cache, monkeypatch):
+    """Where host arrays are copied to the device (GPUs; CLCONV_ZERO_COPY=0 makes a CPU device
+    do it too), measuring times the kernels on arrays uploaded once and adds the host copies,
+    measured once, to every candidate of that device: the copies no longer add their noise to
+    each variant's time, and the times still compare with other devices' host calls."""
+    monkeypatch.setenv("CLCONV_ZERO_COPY", "0")
+    spec = ConvSpec.from_shapes("conv", (1, 8, 10, 10), (8, 8, 3, 3), bias=True, padding=1)
+    cands = [c for c in dispatch.explain(spec, device=cl_device.id, backend="opencl").order
+             if c.algorithm.id in ("direct-blocked", "im2col")]
+    assert {c.algorithm.id for c in cands} == {"direct-blocked", "im2col"}
+    seen = []
+    from clconv.backends.opencl.base import OpenCLKernel
+
+    real = OpenCLKernel.__call__
+    monkeypatch.setattr(OpenCLKernel, "__call__", lambda self, x, *a, **k: seen.append(type(x).__name__) or real(self, x, *a, **k))
+    results = tuning.measure(spec, cands, budget_s=5.0, variants=False)
+    assert seen and set(seen) == {"Array"}, "kernels must be timed on device arrays"
+    for c in cands:
+        m = results[c.name]
+        assert np.isfinite(m.time_s) and "kernels on resident arrays, plus" in m.note, m.note
+        copies = float(m.note.split("plus ")[1].split(" ms")[0])
+        assert 0 < copies * 1e-3 < m.time_s
+    monkeypatch.delenv("CLCONV_ZERO_COPY")  # a CPU device reading host arrays in place: as before
+    if cl_device.kind == "cpu":
+        seen.clear()
+        results = tuning.measure(spec, cands, budget_s=5.0, variants=False)
+        assert set(seen) == {"ndarray"} and all("resident" not in results[c.name].note for c in cands)
