@@ -8,7 +8,8 @@
 # pyopencl, pytools, platformdirs and siphash24 for that machine's Python in .whl/ first: they
 # are installed into /tmp/site. Machines whose driver installed no OpenCL ICD file (containers
 # that mount the driver's libraries) get one written for libnvidia-opencl.so.1.
-# TEST_S / BENCH_S: seconds for the tests and the benchmark (240 / 150; TEST_S=0 skips the tests).
+# TEST_S / BENCH_S: seconds for the tests and the benchmark (240 / 150; TEST_S=0 skips the tests);
+# TEST_K: a pytest -k expression to run part of the tests.
 # TUNE_S: when set, `clconv tune --suite all` (TUNE_BUDGET seconds per spec, default 1) runs
 # before the benchmark, within TUNE_S seconds, and its database goes to $OUT/tuning.json;
 # BENCH_UNTUNED=1 runs the benchmark before tuning too ($OUT/bench_untuned.*).
@@ -44,7 +45,7 @@ import numpy as np, clconv
 x = np.ones((1, 8, 9, 9), np.float32); w = np.ones((8, 8, 3, 3), np.float32)
 clconv.conv2d(x, w, padding=1, device='$dev')" > $OUT/compiler_output.txt 2>&1
 if [ "${TEST_S:-240}" != 0 ]; then
-CLCONV_TEST_DEVICES=$dev CLCONV_REQUIRE_DEVICE=1 timeout ${TEST_S:-240} python3 -P -m pytest tests/device -v -n 12 -p no:cacheprovider --timeout=90 --tb=short -rf > $OUT/tests.log 2>&1
+CLCONV_TEST_DEVICES=$dev CLCONV_REQUIRE_DEVICE=1 timeout ${TEST_S:-240} python3 -P -m pytest tests/device ${TEST_K:+-k "$TEST_K"} -v -n 12 -p no:cacheprovider --timeout=90 --tb=short -rf > $OUT/tests.log 2>&1
 echo "tests rc=$?"; echo "passed: $(grep -c ' PASSED' $OUT/tests.log) failed: $(grep -c ' FAILED' $OUT/tests.log) errors: $(grep -c ' ERROR' $OUT/tests.log)"
 grep -E '^FAILED|^ERROR' $OUT/tests.log | cut -c1-220 | head -60; tail -4 $OUT/tests.log
 fi
