@@ -8,6 +8,9 @@ Side by side, in one run, interleaved, medians of rounds (microseconds per call)
   plus clconv's data handling);
 - ``plan``: a cached :func:`clconv.plan` called (adds the fallback wrapper);
 - ``api``: ``clconv.conv2d(...)`` with the algorithm pinned (adds validation and lookup);
+- ``device``: the plan called with pyopencl arrays (uploaded once), to the queue's finish
+  (repeated calls take ``OpenCLKernel._device_call``); ``device-general``: the same calls with
+  that fast path switched off, as they ran before it;
 - ``onnxruntime``: the same layer through an ONNX Runtime session (when installed).
 
     python benchmarks/overhead.py [--device opencl:0:0] [--rounds 15]
@@ -59,6 +62,24 @@ def main() -> int:
             "plan": lambda: p(x, w, b),
             "api": lambda: f(x, w, b, device=args.device, algorithm=alg, **layer.params),
         }
+        import pyopencl.array as cl_array
+
+        xd, wd, bd = (cl_array.to_device(q, a) if a is not None else None for a in (x, w, b))
+
+        def device(p=p, xd=xd, wd=wd, bd=bd) -> None:
+            p(xd, wd, bd)
+            q.finish()
+
+        def device_general(k=k, device=device) -> None:
+            saved = k.__dict__.get("_device_fast")
+            k.__dict__["_device_fast"] = None  # None: neither taken nor made
+            try:
+                device()
+            finally:
+                k.__dict__["_device_fast"] = saved
+
+        runners["device"] = device
+        runners["device-general"] = device_general
         try:
             runners["onnxruntime"] = onnxruntime_runner(layer, spec, (x, w, b))
         except ImportError:

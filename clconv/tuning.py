@@ -476,15 +476,16 @@ def measure(spec: ConvSpec, candidates: Iterable["Candidate"], budget_s: float, 
         best = min(range(len(mine)), key=lambda i: med[i])
         if med[best] > (1.0 - VARIANT_MIN_GAIN) * med[0]:
             best = 0  # not clearly faster than the default
-        note = f"measured ({len(default[3])} interleaved rounds)"
         copies = on_device.get(c.device.id, (None, 0.0))[1]
+        how = [f"{len(default[3])} interleaved rounds"]
+        if default[1] is not None and len(mine) > 1:
+            how.append(f"fastest of {len(mine)} parameter variants")
         if copies:
-            note = note[:-1] + f"; kernels on resident arrays, plus {copies * 1e3:.3f} ms of host copies)"
+            how.append(f"kernels on resident arrays, plus {copies * 1e3:.3f} ms of host copies")
+        note = f"measured ({'; '.join(how)})"
         if default[1] is None:
             out[c.name] = Measurement(med[0], note)
             continue
-        if len(mine) > 1:
-            note = f"measured ({len(default[3])} interleaved rounds; fastest of {len(mine)} parameter variants)"
         out[c.name] = Measurement(
             med[best], note, dict(mine[best][1]),
             [{"params": u[1], "time_s": m, "note": u[4] or f"{len(u[3])} rounds"} for u, m in zip(mine, med)],
