@@ -302,6 +302,25 @@ def test_im2col_variants_are_few_valid_and_start_with_the_default(profile):
         assert alg.describe_params(vs[0])
 
 
+def test_im2col_default_tiles_on_gpus():
+    """GPUs: 8 x 8 tiles, but 4 x 4 for a 1x1 conv over few positions (measured on an H200)."""
+    dev = DEVICES["gpu"]
+
+    def tile(xs, ws, **params):
+        t = im2col.tiling(ConvSpec.from_shapes("conv", xs, ws, **params), dev)
+        return (t.tm, t.vw * t.nv, t.local)
+
+    assert tile((1, 256, 14, 14), (256, 256, 3, 3), padding=1) == (8, 8, (16, 4))
+    assert tile((1, 2048, 7, 7), (512, 2048, 1, 1)) == (4, 4, (16, 4))
+    assert tile((1, 1024, 14, 14), (256, 1024, 1, 1)) == (4, 4, (16, 4))  # 196 columns
+    assert tile((2, 1024, 14, 14), (256, 1024, 1, 1)) == (8, 8, (16, 4))  # 392
+    assert tile((1, 512, 28, 28), (128, 512, 1, 1)) == (8, 8, (16, 4))
+    assert tile((1, 256, 14, 14), (64, 256, 1, 1), stride=2) == (8, 8, (16, 4))  # strided: columns
+    other = fake_cl("acc", "accelerator", 1, max_wg=256)
+    t = im2col.tiling(ConvSpec.from_shapes("conv", (1, 256, 14, 14), (256, 256, 3, 3), padding=1), other)
+    assert (t.tm, t.vw * t.nv) == (4, 8)  # not measured off GPUs: unchanged
+
+
 def test_im2col_default_variants_on_avx512():
     def first(spec):
         return im2col.Im2col().describe_params(im2col.Im2col().variants(spec, DEVICES["avx512"])[0])

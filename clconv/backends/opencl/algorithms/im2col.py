@@ -122,7 +122,14 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
     CPUs: one register tile per work-item, vectors as wide as the device's native
     float vectors. 512-bit vectors (32 registers on AVX-512): 8 x 2 vectors, measured
     (module doc); narrower ones (AVX2: 16 registers): 6 x 2 vectors, not measured here.
-    Other devices: a small 4 x 8 tile and 64 work-items per group, not measured here.
+    GPUs: 8 x 8 tiles (two 4-wide vectors), 64 work-items per group; 4 x 4 tiles (one
+    vector) for a 1x1 conv over few positions (at most :data:`GPU_FEW_COLUMNS` GEMM columns),
+    where more work-items beat more reuse. Measured by ``clconv tune`` on an NVIDIA H200
+    (kernel times on resident arrays, six tiles per layer, the suite's 31 im2col layers): 8 x 8
+    was fastest or within 2% on every layer but those 1x1 ones, 10-25% faster than 4 x 8 on
+    the 3x3 layers (ResNet-50 at 14x14 1.300 against 1.574 ms, copies included); 4 x 4 took
+    ResNet-50's 1x1 at 14x14 and 7x7 from 0.76 / 1.39 ms to 0.64 / 1.16 (benchmarks/RESULTS.md).
+    Other devices: a small 4 x 8 tile and 64 work-items per group, not measured.
     """
     extra = getattr(device, "extra", {}) or {}
     if device.kind == "cpu":
@@ -141,7 +148,16 @@ def tiling(spec: ConvSpec, device: Device) -> Tiling:
             # SMALL_IMAGE: ResNet-50's 1x1 at 7x7 and 14x14)
             return Tiling(vw=vw, nv=2, tm=7, local=(1, 7))
         return Tiling(vw=vw, nv=2, tm=8 if bits >= 512 else 6, local=(1, 8))
+    if device.kind == "gpu":
+        if spec.is_pointwise and not spec.transposed and spec.batch * math.prod(spec.out_size) <= GPU_FEW_COLUMNS:
+            return Tiling(vw=4, nv=1, tm=4, local=(16, 4))
+        return Tiling(vw=4, nv=2, tm=8, local=(16, 4))
     return Tiling(vw=4, nv=2, tm=4, local=(16, 4))
+
+
+#: GPUs: a 1x1 conv with at most this many GEMM columns (batch x positions) gets 4 x 4 tiles
+#: (:func:`tiling`; ResNet-50's 1x1 layers at 14x14 and 7x7, batch 1, on an NVIDIA H200).
+GPU_FEW_COLUMNS = 256
 
 
 #: Pointwise convs with at most this many output positions per image that run as Y^T
@@ -180,7 +196,7 @@ def prefetches(device: Device) -> bool:
 #: tile with fewer or more row tiles per work-group (how many share one B panel in cache), then
 #: smaller tiles for CPUs with 16 vector registers, then short tiles for GEMMs of very few rows
 #: (grouped and depthwise convs: one row per group), whose work-groups run along the columns.
-#: Other devices: not measured here.
+#: GPUs: measured on an NVIDIA H200 (see tiling); other devices: not measured.
 _CPU_SHAPES = (
     (8, 2, (1, 8)), (7, 2, (1, 7)), (6, 2, (1, 8)), (6, 3, (1, 8)), (4, 4, (1, 8)), (8, 1, (1, 8)),
     (8, 2, (1, 4)), (8, 2, (1, 16)), (4, 2, (1, 8)), (6, 1, (1, 8)), (4, 1, (1, 8)),
