@@ -519,6 +519,41 @@ def test_staged_path_reuses_its_device_buffers(cl_device, monkeypatch):
     assert {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()} == first
 
 
+def test_device_input_with_numpy_weights_uploads_copies_per_queue(cl_device, monkeypatch):
+    """With a pyopencl input a call returns before its commands run, and a non-blocking upload
+    may read the host memory until it completes (OpenCL's rule): NumPy weight and bias are
+    uploaded from copies, so the caller may change its arrays at once; and the staging buffers
+    are per queue, so a call on another queue of the context cannot overwrite the weight an
+    earlier call's kernels still read."""
+    x, w = _xw(seed=16)
+    b = np.linspace(-1, 1, 6).astype(np.float32)
+    q = cl_device.queue
+    q2 = cl.CommandQueue(q.context)
+    p = clconv.plan("conv2d", x, w, b, padding=1, device=cl_device.id, algorithm="direct")
+    exact = reference(p.spec, x, w, b)
+    sources = []
+    real = cl.enqueue_copy
+    monkeypatch.setattr(cl, "enqueue_copy",
+                        lambda queue, dest, src, **k: sources.append(src) or real(queue, dest, src, **k))
+    y1 = p(cl_array.to_device(q, x), w, b)
+    y2 = p(cl_array.to_device(q2, x), w, b)
+    w0, b0 = w.copy(), b.copy()
+    w[...] = 0  # at once, before the queues run
+    b[...] = 0
+    hosts = [s for s in sources if isinstance(s, np.ndarray)]
+    assert len(hosts) >= 4 and not any(np.may_share_memory(h, a) for h in hosts for a in (w, b))
+    np.testing.assert_allclose(y1.get(), exact, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y2.get(), exact, rtol=1e-4, atol=1e-4)
+    staged = p.kernel.__dict__["_staging"]
+    for name in ("weight", "bias"):
+        assert staged[(q.int_ptr, name)].base_data.int_ptr != staged[(q2.int_ptr, name)].base_data.int_ptr
+    sources.clear()
+    monkeypatch.setenv("CLCONV_ZERO_COPY", "0")  # staged uploads on every device
+    y = p(x, w0, b0)  # a NumPy input: the call waits for its uploads, so they read w0 itself
+    np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-4)
+    assert any(s is w0 for s in sources)
+
+
 def test_host_coherence_probe_and_the_map_fallback(cl_device, monkeypatch):
     """Where the probe says kernel writes reach host memory, a finish replaces the map; a
     device that fails the probe (forced here) still returns correct results through the map."""

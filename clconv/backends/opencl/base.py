@@ -391,6 +391,13 @@ class OpenCLKernel(Kernel):
             if is_device_array(arr):
                 return _device_array(name, arr, ctx, queue, spec.dtype)
             host = runtime.host_array(arr, spec.dtype)
+            if on_device and np.may_share_memory(host, arr):
+                # A call with a pyopencl input returns before its commands run, and OpenCL lets
+                # a non-blocking upload read the host memory until it completes: upload from a
+                # copy (pyopencl holds it until then), so that the caller may change its array
+                # at once. A blocking upload would instead wait for every earlier command on the
+                # queue (a chain of layers would lose its overlap with the host).
+                host = host.copy()
             keep.append(host)
             return self._stage(queue, name, host)
 
@@ -660,10 +667,13 @@ class OpenCLKernel(Kernel):
         return fast
 
     def _stage(self, queue: Any, name: str, host: Any) -> Any:
-        """This kernel's device buffer for ``name`` in the queue's context, filled from ``host``."""
+        """This kernel's device buffer for ``name`` on the queue, filled from ``host``. One per
+        queue, not per context: the commands of one in-order queue run one after another, so
+        a later call's upload cannot overwrite it while an earlier call's kernels still read
+        it, which a call on another queue of the context could."""
         cache = self.__dict__.setdefault("_staging", {})
         shape = self.spec.output_shape if host is None else host.shape
-        key = (queue.context.int_ptr, name)
+        key = (queue.int_ptr, name)
         arr = cache.get(key)
         if arr is None or arr.shape != tuple(shape):
             arr = cache[key] = cl_array.empty(queue, shape, np.dtype(self.spec.dtype))
