@@ -519,12 +519,13 @@ def test_staged_path_reuses_its_device_buffers(cl_device, monkeypatch):
     assert {k: v.base_data.int_ptr for k, v in kernel.__dict__["_staging"].items()} == first
 
 
-def test_device_input_with_numpy_weights_uploads_copies_per_queue(cl_device, monkeypatch):
-    """With a pyopencl input a call returns before its commands run, and a non-blocking upload
-    may read the host memory until it completes (OpenCL's rule): NumPy weight and bias are
-    uploaded from copies, so the caller may change its arrays at once; and the staging buffers
-    are per queue, so a call on another queue of the context cannot overwrite the weight an
-    earlier call's kernels still read."""
+def test_calls_returning_pyopencl_upload_numpy_arrays_from_copies_per_queue(cl_device, monkeypatch):
+    """A call that returns a pyopencl result (a pyopencl input, or a pyopencl out) returns before
+    its commands run, and a non-blocking upload may read the host memory until it completes
+    (OpenCL's rule): NumPy arrays are then uploaded from copies, so that the caller may change
+    them at once (a call with a NumPy result waits, and uploads them as they are); and the
+    staging buffers are per queue, so that a call on another queue of the context cannot
+    overwrite the weight an earlier call's kernels still read."""
     x, w = _xw(seed=16)
     b = np.linspace(-1, 1, 6).astype(np.float32)
     q = cl_device.queue
@@ -548,8 +549,21 @@ def test_device_input_with_numpy_weights_uploads_copies_per_queue(cl_device, mon
     for name in ("weight", "bias"):
         assert staged[(q.int_ptr, name)].base_data.int_ptr != staged[(q2.int_ptr, name)].base_data.int_ptr
     sources.clear()
+    x0 = x.copy()
+    yd = cl_array.empty(q, p.spec.output_shape, np.float32)
+    assert p(x, w0, b0, out=yd) is yd  # a NumPy input into a pyopencl out: returned early too
+    x[...] = 0
+    hosts = [s for s in sources if isinstance(s, np.ndarray)]
+    assert hosts and not any(np.may_share_memory(h, a) for h in hosts for a in (x, w0, b0))
+    np.testing.assert_allclose(yd.get(), exact, rtol=1e-4, atol=1e-4)
+    sources.clear()
     monkeypatch.setenv("CLCONV_ZERO_COPY", "0")  # staged uploads on every device
-    y = p(x, w0, b0)  # a NumPy input: the call waits for its uploads, so they read w0 itself
+    y = p(x0, w0, b0)  # a NumPy result: the call waits for its uploads, so they read w0 itself
+    np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-4)
+    assert any(s is w0 for s in sources)
+    sources.clear()
+    y = np.empty(p.spec.output_shape, np.float32)
+    assert p(cl_array.to_device(q, x0), w0, b0, out=y) is y  # a pyopencl input into a NumPy out: likewise
     np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-4)
     assert any(s is w0 for s in sources)
 

@@ -386,17 +386,20 @@ class OpenCLKernel(Kernel):
         spec = self.spec
         ctx = queue.context
         keep = []  # host arrays whose non-blocking uploads are in flight
+        # A pyopencl result (a pyopencl out, or none and a pyopencl input) is returned before
+        # the call's commands run; a NumPy one after a blocking download, which waits for them.
+        returns_device = is_device_array(out) if out is not None else on_device
 
         def device(name: str, arr: Any) -> Any:
             if is_device_array(arr):
                 return _device_array(name, arr, ctx, queue, spec.dtype)
             host = runtime.host_array(arr, spec.dtype)
-            if on_device and np.may_share_memory(host, arr):
-                # A call with a pyopencl input returns before its commands run, and OpenCL lets
-                # a non-blocking upload read the host memory until it completes: upload from a
-                # copy (pyopencl holds it until then), so that the caller may change its array
-                # at once. A blocking upload would instead wait for every earlier command on the
-                # queue (a chain of layers would lose its overlap with the host).
+            if returns_device and np.may_share_memory(host, arr):
+                # OpenCL lets a non-blocking upload read the host memory until it completes:
+                # when the call returns before that, upload from a copy (pyopencl holds it until
+                # then), so that the caller may change its array at once. A blocking upload
+                # would instead wait for every earlier command on the queue (a chain of layers
+                # would lose its overlap with the host).
                 host = host.copy()
             keep.append(host)
             return self._stage(queue, name, host)
@@ -422,7 +425,7 @@ class OpenCLKernel(Kernel):
             if into is not None:  # device to device, on the queue: no host round trip
                 cl.enqueue_copy(queue, into.base_data, y.base_data, byte_count=y.nbytes,
                                 src_offset=y.offset, dst_offset=into.offset)
-            if out is not None and is_device_array(out) or (out is None and on_device):
+            if returns_device:
                 if out is None and is_device_array(weight) and "_device_fast" not in self.__dict__:
                     # repeated device calls in this context take _device_call; the template
                     # holds a 64-byte buffer, not an output's worth
