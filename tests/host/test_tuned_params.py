@@ -315,7 +315,7 @@ def test_im2col_default_tiles_on_gpus():
     assert tile((1, 1024, 14, 14), (256, 1024, 1, 1)) == (4, 4, (16, 4))  # 196 columns
     assert tile((2, 1024, 14, 14), (256, 1024, 1, 1)) == (8, 8, (16, 4))  # 392
     assert tile((1, 512, 28, 28), (128, 512, 1, 1)) == (8, 8, (16, 4))
-    assert tile((1, 256, 14, 14), (64, 256, 1, 1), stride=2) == (8, 8, (16, 4))  # strided: columns
+    assert tile((1, 256, 14, 14), (64, 256, 1, 1), stride=2) == (8, 8, (16, 4))  # stride 2: not a pointwise GEMM
     other = fake_cl("acc", "accelerator", 1, max_wg=256)
     t = im2col.tiling(ConvSpec.from_shapes("conv", (1, 256, 14, 14), (256, 256, 3, 3), padding=1), other)
     assert (t.tm, t.vw * t.nv) == (4, 8)  # not measured off GPUs: unchanged
