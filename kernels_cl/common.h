@@ -10,6 +10,12 @@
 #ifndef CLCONV_COMMON_H
 #define CLCONV_COMMON_H
 
+/* Every helper function is CLCONV_INLINE. pip's PoCL 3.0 (LLVM 14) keeps large `inline`
+ * functions as calls: its im2col GEMM called gemm_tile_range with the accumulators in memory
+ * (256-bit halves, spilled) and ran at half the speed of PoCL 3.1's build, which inlines it
+ * (benchmarks/RESULTS.md, "pip's PoCL 3.0"). */
+#define CLCONV_INLINE inline __attribute__((always_inline))
+
 #if CLCONV_DTYPE == 64
 typedef double T;
 typedef double ACC;
@@ -38,7 +44,7 @@ typedef float ACC;
 /* Map index i of a padded axis of length n to the input index it reads,
  * or -1 for a zero. The spec guarantees reflect pads < n and circular pads <= n,
  * so one reflection or one wrap is enough. */
-inline int clconv_pad_index(int i, int n, int mode) {
+CLCONV_INLINE int clconv_pad_index(int i, int n, int mode) {
     if (i >= 0 && i < n) return i;
     if (mode == PAD_ZEROS) return -1;
     if (mode == PAD_REFLECT) return i < 0 ? -i : 2 * (n - 1) - i;
@@ -49,7 +55,7 @@ inline int clconv_pad_index(int i, int n, int mode) {
 /* Transposed conv along one axis: output o + pad_before = i * stride + k * dilation. For
  * t = o + pad_before - k * dilation, the input index i whose tap k reaches o, or -1 when none
  * does (t negative, not a multiple of the stride, or past the input's n elements). */
-inline int clconv_gather_index(int t, int stride, int n) {
+CLCONV_INLINE int clconv_gather_index(int t, int stride, int n) {
     if (t < 0 || t % stride) return -1;
     const int i = t / stride;
     return i < n ? i : -1;
@@ -60,7 +66,7 @@ inline int clconv_gather_index(int t, int stride, int n) {
 #define CLCONV_SHUFFLE 1
 /* r[i][j] -> r[j][i] for a 16 x 16 block (32-bit, then 64-bit interleaves within 128-bit lanes,
  * then a 4 x 4 transpose of the lanes: 64 two-source shuffles, one instruction each on AVX-512) */
-inline void clconv_transpose16(float16 r[16])
+CLCONV_INLINE void clconv_transpose16(float16 r[16])
 {
     float16 a[16], b[16];
 #pragma unroll

@@ -45,7 +45,7 @@
 #define TAKES(r, kh, j) ((r) * SH + (kh) * DH == (j))
 
 /* Whether any tile row reads input row j: a constant once the loops unroll. */
-inline bool dw_row_used(const int j) {
+CLCONV_INLINE bool dw_row_used(const int j) {
     bool used = false;
 #pragma unroll
     for (int r = 0; r < RH; ++r) {
@@ -68,7 +68,7 @@ inline bool dw_row_used(const int j) {
 /* float16 storage, converted with integer arithmetic that the loop vectorizer
  * handles, where vload_half/vstore_half_rte would be calls that stop it (PoCL).
  * Exact half -> float; float -> half rounds to nearest even, as vstore_half_rte. */
-inline float dw_half_to_float(const ushort h) {
+CLCONV_INLINE float dw_half_to_float(const ushort h) {
     const uint sign = (uint)(h & 0x8000) << 16;
     const uint e = (h >> 10) & 0x1f;
     const uint m = h & 0x3ff;
@@ -78,7 +78,7 @@ inline float dw_half_to_float(const ushort h) {
     return as_float(e == 31 ? special : (e == 0 ? sub : normal));
 }
 
-inline ushort dw_float_to_half(const float f) {
+CLCONV_INLINE ushort dw_float_to_half(const float f) {
     const uint bits = as_uint(f);
     const uint sign = (bits >> 16) & 0x8000;
     const uint a = bits & 0x7fffffff;
@@ -102,7 +102,7 @@ inline ushort dw_float_to_half(const float f) {
 /* Element i of every phase row of a stage row: input columns base + SW * i + p
  * of row xrow, mapped through the padding mode, and clamped, since the stage
  * of a row's last chunk may run past the padded row (those elements are never used). */
-inline void dw_stage_edge(__local ACC* row, __global const T* x, const int xrow,
+CLCONV_INLINE void dw_stage_edge(__local ACC* row, __global const T* x, const int xrow,
                           const int base, const int i, const int IW) {
 #pragma unroll
     for (int p = 0; p < SW; ++p) {
@@ -117,7 +117,7 @@ inline void dw_stage_edge(__local ACC* row, __global const T* x, const int xrow,
 /* Fill elements [0, wp) of one stage row from input row xrow, or with zeros for
  * a row outside the input (zero padding). Elements [ilo, ihi) are inside the
  * row in every phase: a plain copy, which the compiler vectorizes. */
-inline void dw_stage_row(__local ACC* row, __global const T* x, const int xrow,
+CLCONV_INLINE void dw_stage_row(__local ACC* row, __global const T* x, const int xrow,
                          const bool zero, const int base, const int wp, const int ilo, const int ihi,
                          const int IW) {
     if (zero) {

@@ -280,7 +280,7 @@ __kernel void gemm_conv(
     const int np = min(NP, (O - p0 + TM - 1) / TM)
 
 /* The NP position tiles' outputs in part into y (gemm_pointwise_t and gemm_pointwise_raw). */
-inline void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, const int O, const int M,
+CLCONV_INLINE void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, const int O, const int M,
                             const int G, const int img, const int g, const int c0,
                             __global const T* restrict bias, const int bias_off, __global T* restrict y,
                             const int y_off)
@@ -312,7 +312,7 @@ inline void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, c
 
 /* A position tile's accumulators at the start of a k block: zero for the first, else the sums
  * saved at the end of the previous one (tile_save), so the sum runs in one order. */
-inline void tile_resume(VACC acc[TM][NV], const VACC saved[TM][NV], const bool first)
+CLCONV_INLINE void tile_resume(VACC acc[TM][NV], const VACC saved[TM][NV], const bool first)
 {
 #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -320,7 +320,7 @@ inline void tile_resume(VACC acc[TM][NV], const VACC saved[TM][NV], const bool f
         for (int v = 0; v < NV; ++v) acc[i][v] = first ? (VACC)(0) : saved[i][v];
 }
 
-inline void tile_save(VACC saved[TM][NV], const VACC acc[TM][NV])
+CLCONV_INLINE void tile_save(VACC saved[TM][NV], const VACC acc[TM][NV])
 {
 #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -463,7 +463,7 @@ __kernel void gemm_cols(
  * where that division is exact. The first such tap is among the first `stride` ones; the
  * next ones follow every kstep = stride / gcd(stride, dil) taps, i falling by
  * istep = dil / gcd(stride, dil) each time. Sets *k0 (kn when no tap reaches) and *i0. */
-inline void first_tap(const int t, const int s, const int dil, const int kn, int* k0, int* i0)
+CLCONV_INLINE void first_tap(const int t, const int s, const int dil, const int kn, int* k0, int* i0)
 {
     *k0 = kn;
     *i0 = 0;
