@@ -21,7 +21,24 @@ def fake_device(**over):
 def test_sources_inline_their_headers_once():
     src = runtime.load_source("direct.cl")
     assert "CLCONV_COMMON_H" in src and '#include "common.h"' not in src
-    assert src.count("inline int clconv_pad_index") == 1
+    assert src.count("CLCONV_INLINE int clconv_pad_index") == 1
+
+
+def test_kernel_helpers_are_always_inlined():
+    """Every helper function in kernels_cl is CLCONV_INLINE (inline + always_inline): pip's PoCL
+    3.0 (LLVM 14) keeps a plain ``inline`` function as large as the GEMM tile as a call, with
+    its accumulators in memory, and im2col's GEMM ran at half speed there."""
+    import re
+
+    plain = []
+    for path in sorted(runtime.kernels_dir().iterdir()):
+        if path.suffix in (".cl", ".h"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                # a definition or declaration starting with inline / static inline (macro bodies too)
+                if re.match(r"\s*(static\s+)?inline\b", line):
+                    plain.append(f"{path.name}:{n}: {line.strip()}")
+    assert not plain, "helpers declared plain inline (write CLCONV_INLINE):\n" + "\n".join(plain)
+    assert "__attribute__((always_inline))" in runtime.load_source("common.h")
 
 
 def test_build_key_covers_source_options_device_and_version(monkeypatch):
