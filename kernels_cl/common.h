@@ -15,6 +15,10 @@
  * (256-bit halves, spilled) and ran at half the speed of PoCL 3.1's build, which inlines it
  * (benchmarks/RESULTS.md, "pip's PoCL 3.0"). */
 #define CLCONV_INLINE inline __attribute__((always_inline))
+/* select(a, b, c) for vectors, written as the conditional operator (the same choice per lane, by
+ * the sign bit of c's lane: OpenCL C 6.3): pip's PoCL 3.0 compiles the builtin to a call per
+ * use, which cost its Winograd input transform ~0.04 ms a call (benchmarks/RESULTS.md). */
+#define CLCONV_SELECT(a, b, c) ((c) ? (b) : (a))
 
 #if CLCONV_DTYPE == 64
 typedef double T;

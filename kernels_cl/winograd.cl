@@ -450,7 +450,7 @@ __kernel void gather_phases(
  * (columns col0 + off + lane outside [0, IW)) zeroed, the load itself staying inside x */
 #define LD_PLAIN(AS, n, p, off) (*(const AS WCAT(UV, n)*)((p) + (off)))
 #define LD_MASKED(AS, n, p, off) \
-    select((WCAT(GACC, n))(0), LD_PLAIN(AS, n, p, off), WCAT(COL_IN, n)(col0 + (off)))
+    CLCONV_SELECT((WCAT(GACC, n))(0), LD_PLAIN(AS, n, p, off), WCAT(COL_IN, n)(col0 + (off)))
 #define LOAD_ROW_AS(AS, p, d) LOAD_ROW_WITH(LD_PLAIN, AS, p, d)
 #define LOAD_ROW(p, d) LOAD_ROW_AS(__global, p, d)
 
@@ -545,7 +545,7 @@ __kernel void input_transform(
             for (int r = 0; r < ALPHA; ++r) {
                 GET_ROW(r, e);
 #pragma unroll
-                for (int c = 0; c < ALPHA; ++c) d[r * ALPHA + c] = select(d[r * ALPHA + c], e[c], in_run);
+                for (int c = 0; c < ALPHA; ++c) d[r * ALPHA + c] = CLCONV_SELECT(d[r * ALPHA + c], e[c], in_run);
             }
         }
         lane += len;
