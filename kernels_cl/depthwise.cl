@@ -213,6 +213,10 @@ __kernel void conv_depthwise(
     for (int kw = 0; kw < KW; ++kw) tap[kw] = stage + ((kw * DWX) % SW) * WPMAX + (kw * DWX) / SW;
 
     const int nvec = (nout + VECW - 1) / VECW * VECW;
+    /* No iteration reads what another writes (the loads come from the stage, the stores go to
+     * distinct outputs), which LLVM 14 (pip's PoCL 3.0) cannot prove by itself: without the
+     * pragma it left this loop scalar ("cannot prove it is safe to reorder memory operations"). */
+#pragma clang loop vectorize(assume_safety)
     for (int o = 0; o < nvec; ++o) {
         ACC acc[MB][RH];
 #pragma unroll
