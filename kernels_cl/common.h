@@ -13,7 +13,10 @@
 /* Every helper function is CLCONV_INLINE. pip's PoCL 3.0 (LLVM 14) keeps large `inline`
  * functions as calls: its im2col GEMM called gemm_tile_range with the accumulators in memory
  * (256-bit halves, spilled) and ran at half the speed of PoCL 3.1's build, which inlines it
- * (benchmarks/RESULTS.md, "pip's PoCL 3.0"). */
+ * (benchmarks/RESULTS.md, "pip's PoCL 3.0"). Their pointer parameters are not `restrict` (the
+ * kernels' are): inlining a function with restrict parameters makes LLVM emit
+ * llvm.experimental.noalias.scope.decl, which Oclgrind cannot run ("Undefined external
+ * function"); the kernel's own restrict arguments give the inlined code the same facts. */
 #define CLCONV_INLINE inline __attribute__((always_inline))
 /* select(a, b, c) for vectors, written as the conditional operator (the same choice per lane, by
  * the sign bit of c's lane: OpenCL C 6.3): pip's PoCL 3.0 compiles the builtin to a call per

@@ -376,7 +376,7 @@ __kernel void cgemm(
 /* The direct sum of one output (the fallback for outputs the FFT made non-finite);
  * direct.cl's loop, term for term. */
 CLCONV_INLINE ACC direct_at(
-    __global const T* restrict x, const int x_off, __global const T* restrict w, const int w_off,
+    __global const T* x, const int x_off, __global const T* w, const int w_off,
     const int n, const int co, const int od, const int oh, const int ow,
     const int C_in, const int C_out, const int groups,
     const int ID, const int IH, const int IW, const int KD, const int KH, const int KW,

@@ -43,8 +43,8 @@ typedef VACC __attribute__((aligned(sizeof(GACC)))) VACC_U;
 /* Adds the products of k in [k0, k1) into acc (the caller zeroes it or carries it over from
  * the previous k block: the sum runs in the same order either way). */
 CLCONV_INLINE void gemm_tile_range(
-    const __global GACC* restrict a, const int lda,
-    const __global GACC* restrict b, const int ldb,
+    const __global GACC* a, const int lda,
+    const __global GACC* b, const int ldb,
     const int M, const int k0, const int k1, const int m0,
     VACC acc[TM][NV])
 {
@@ -101,7 +101,7 @@ CLCONV_INLINE void gemm_tile_range(
 /* gemm_tile_full reads b from global memory, gemm_tile_full_local from local memory (a panel
  * block that gemm_pointwise_raw builds itself); one body. */
 #define GEMM_TILE_FULL(NAME, BAS)                                                                  \
-    CLCONV_INLINE void NAME(const __global GACC* restrict a, const int lda, const BAS GACC* restrict b,   \
+    CLCONV_INLINE void NAME(const __global GACC* a, const int lda, const BAS GACC* b,                     \
                      const int ldb, const int k0, const int k1, VACC acc[TM][NV])                  \
     {                                                                                              \
         a += k0 * lda;                                                                             \
@@ -123,8 +123,8 @@ GEMM_TILE_FULL(gemm_tile_full_local, __local)
 #endif
 
 CLCONV_INLINE void gemm_tile(
-    const __global GACC* restrict a, const int lda,
-    const __global GACC* restrict b, const int ldb,
+    const __global GACC* a, const int lda,
+    const __global GACC* b, const int ldb,
     const int M, const int K, const int m0,
     VACC acc[TM][NV])
 {

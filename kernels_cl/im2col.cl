@@ -282,7 +282,7 @@ __kernel void gemm_conv(
 /* The NP position tiles' outputs in part into y (gemm_pointwise_t and gemm_pointwise_raw). */
 CLCONV_INLINE void pointwise_store(VACC part[NP][TM][NV], const int np, const int p0, const int O, const int M,
                             const int G, const int img, const int g, const int c0,
-                            __global const T* restrict bias, const int bias_off, __global T* restrict y,
+                            __global const T* bias, const int bias_off, __global T* y,
                             const int y_off)
 {
     const int C_out = G * M;

@@ -227,7 +227,7 @@ typedef float2 __attribute__((aligned(4))) UV2;
  * xi: consecutive work-items fill U in order. */
 /* The 3x3 filters w[g*cog + co][ci] of the VW channels co from co0 (zeros past cog) as nine vectors
  * f[kh*3 + kw], lane e holding channel co0 + e. */
-CLCONV_INLINE void load_filters(__global const T* restrict w, const int w_off, const int g, const int co0, const int ci,
+CLCONV_INLINE void load_filters(__global const T* w, const int w_off, const int g, const int co0, const int ci,
                          const int cig, const int cog, VACC f[9])
 {
 #pragma unroll
@@ -712,13 +712,17 @@ CLCONV_INLINE void stream_row(const VMT v, __global float* p)
 /* The arguments that place outputs and recompute non-finite tiles (output_transform and the fused
  * wino_gemm_out): x and w for the direct fallback, bias, y, shapes, the chunk (n0, th0, nth, count
  * tiles), dilation. */
-#define OUT_PARAMS                                                                                  \
-    __global const T* restrict x, const int x_off, __global const T* restrict w, const int w_off,   \
-    __global const T* restrict bias, const int b_off, __global T* restrict y, const int y_off,      \
+#define OUT_PARAMS_R(R)                                                                             \
+    __global const T* R x, const int x_off, __global const T* R w, const int w_off,                 \
+    __global const T* R bias, const int b_off, __global T* R y, const int y_off,                    \
     const int C_in, const int C_out, const int cig, const int cog, const int CPg, const int CPT,     \
     const int IH, const int IW, const int OH, const int OW, const int PH, const int PW,              \
     const int n0, const int th0, const int nth, const int TW, const int count, const int DH,        \
     const int DW
+/* kernels take them restrict; the helpers (out_tile, out_block, inline_epilogue) plain: see
+ * CLCONV_INLINE in common.h */
+#define OUT_PARAMS OUT_PARAMS_R(restrict)
+#define OUT_HPARAMS OUT_PARAMS_R()
 #define OUT_ARGS x, x_off, w, w_off, bias, b_off, y, y_off, C_in, C_out, cig, cog, CPg, CPT, IH, IW, \
     OH, OW, PH, PW, n0, th0, nth, TW, count, DH, DW
 #if OUT_STREAM
@@ -735,7 +739,7 @@ CLCONV_INLINE void stream_row(const VMT v, __global float* p)
  * output (i, j) of its tiles goes to y[n][co][pa + DH*i][pb + DW*j] (DH = DW = 1: the image
  * itself), and only where that is inside the OH x OW output (batch-to-space, cropped). */
 CLCONV_INLINE void out_tile(const VACC* mm, const int t, const int i, const int g, const int cl0, const int lanes,
-                     const VACC bv, OUT_PARAMS STAGE_PARAMS)
+                     const VACC bv, OUT_HPARAMS STAGE_PARAMS)
 {
 #define VTMP VACC
     VACC tmp[MT * ALPHA], yy[MT * MT];
@@ -907,7 +911,7 @@ __kernel void output_transform(__global const GACC* restrict m, const int m_off,
  * tile blocks share U's panels of one cb (A2 * cig * TN values) in cache. */
 /* The outputs of the block of M that a fused work-item holds (mb[xi][tile][vector]): channel vector
  * after channel vector, tile after tile, as output_transform does. */
-CLCONV_INLINE void out_block(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_PARAMS)
+CLCONV_INLINE void out_block(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
 {
     for (int j = 0; j < NV; ++j) {
         const int cl0 = cb * TN + j * VW; /* within group g */
@@ -1028,7 +1032,7 @@ __kernel void wino_gemm_out(
     const __global GACC* vb = v + v_off + (tb * (CPT / CPg) + g) * cig * A2 * TM
 
 /* the end of both: M scaled by G's row factors, transformed into outputs */
-CLCONV_INLINE void inline_epilogue(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_PARAMS)
+CLCONV_INLINE void inline_epilogue(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
 {
 #pragma unroll
     for (int xi = 0; xi < A2; ++xi) {

@@ -41,6 +41,23 @@ def test_kernel_helpers_are_always_inlined():
     assert "__attribute__((always_inline))" in runtime.load_source("common.h")
 
 
+def test_kernel_helpers_take_no_restrict_pointers():
+    """No CLCONV_INLINE helper has a ``restrict`` parameter (nor winograd.cl's restrict
+    OUT_PARAMS; helpers take OUT_HPARAMS): inlined, such a function makes LLVM emit
+    llvm.experimental.noalias.scope.decl, which Oclgrind cannot run, and every kernel built
+    with it fails to load there."""
+    import re
+
+    bad = []
+    for path in sorted(runtime.kernels_dir().iterdir()):
+        if path.suffix in (".cl", ".h"):
+            src = path.read_text()
+            for m in re.finditer(r"CLCONV_INLINE\s+\w+\s+(\w+)\s*\(([^)]*)\)", src):
+                if re.search(r"\brestrict\b|\bOUT_PARAMS\b", m.group(2)):
+                    bad.append(f"{path.name}: {m.group(1)}")
+    assert not bad, "helpers with restrict parameters:\n" + "\n".join(bad)
+
+
 def test_build_key_covers_source_options_device_and_version(monkeypatch):
     d = fake_device()
     base = runtime.build_key("src", ["-DA=1"], d)
