@@ -54,14 +54,14 @@
 #define H FFT_H
 #define N2 (2 * FFT_H)
 
-CLCONV_INLINE R2 cmul(R2 a, R2 b) { return (R2)(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+inline R2 cmul(R2 a, R2 b) { return (R2)(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
 /* a * conj(b) */
-CLCONV_INLINE R2 cmulc(R2 a, R2 b) { return (R2)(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y); }
+inline R2 cmulc(R2 a, R2 b) { return (R2)(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y); }
 
 /* The source index along one dim of grid position p, or -1 for a zero.
  * t = flip ? off - p : p - off; zero unless t is a multiple of up; i = t / up through the
  * padding mode (PAD_ZEROS: zero outside [0, n)); positions >= lim are zero. */
-CLCONV_INLINE int grid_src(int p, int flip, int off, int up, int lim, int n, int mode) {
+inline int grid_src(int p, int flip, int off, int up, int lim, int n, int mode) {
     if (p >= lim) return -1;
     int t = flip ? off - p : p - off;
     if (up > 1) {
@@ -75,7 +75,7 @@ CLCONV_INLINE int grid_src(int p, int flip, int off, int up, int lim, int n, int
  * radix rr, Ns points already combined; dir = -1 forward, +1 inverse. ROW_LS work-items,
  * each a compile-time count of butterflies, so that every region between barriers is
  * straight-line code a CPU driver can vectorize across work-items. */
-CLCONV_INLINE void stockham_pass(__local const R2* in, __local R2* out, int Ns, int rr,
+inline void stockham_pass(__local const R2* in, __local R2* out, int Ns, int rr,
                           __global const R2* tw, R dir, int lid) {
     if (rr == 4) {
         const int q = H / 4;
@@ -115,7 +115,7 @@ CLCONV_INLINE void stockham_pass(__local const R2* in, __local R2* out, int Ns, 
 }
 
 /* The whole H-point FFT: data starts in buf[0..H), ends in the returned half of buf. */
-CLCONV_INLINE __local R2* stockham(__local R2* buf, __global const R2* tw, R dir, int lid) {
+inline __local R2* stockham(__local R2* buf, __global const R2* tw, R dir, int lid) {
     __local R2* in = buf;
     __local R2* out = buf + H;
     for (int Ns = 1; Ns < H;) {
@@ -375,7 +375,7 @@ __kernel void cgemm(
 
 /* The direct sum of one output (the fallback for outputs the FFT made non-finite);
  * direct.cl's loop, term for term. */
-CLCONV_INLINE ACC direct_at(
+inline ACC direct_at(
     __global const T* x, const int x_off, __global const T* w, const int w_off,
     const int n, const int co, const int od, const int oh, const int ow,
     const int C_in, const int C_out, const int groups,

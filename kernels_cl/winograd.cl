@@ -227,7 +227,7 @@ typedef float2 __attribute__((aligned(4))) UV2;
  * xi: consecutive work-items fill U in order. */
 /* The 3x3 filters w[g*cog + co][ci] of the VW channels co from co0 (zeros past cog) as nine vectors
  * f[kh*3 + kw], lane e holding channel co0 + e. */
-CLCONV_INLINE void load_filters(__global const T* w, const int w_off, const int g, const int co0, const int ci,
+inline void load_filters(__global const T* w, const int w_off, const int g, const int co0, const int ci,
                          const int cig, const int cog, VACC f[9])
 {
 #pragma unroll
@@ -244,7 +244,7 @@ CLCONV_INLINE void load_filters(__global const T* w, const int w_off, const int 
 
 /* U = G f G^T of nine filter vectors into A2 vectors uu[xi] (filter_transform's and
  * wino_gemm_out_inline's arithmetic: the same operations in the same order). */
-CLCONV_INLINE void transform_filters(const VACC f[9], VACC uu[A2])
+inline void transform_filters(const VACC f[9], VACC uu[A2])
 {
 #define VTMP VACC
 #define G_T VACC
@@ -569,7 +569,7 @@ __kernel void input_transform(
  * tile blocks into a work-group, so they share the U panel (cig x TN) in cache. */
 /* The block's sums over ci: acc[i][j] = sum_ci V(tile i, ci) * U(ci, vector j), up and vp at
  * ci = 0 (wino_gemm's and wino_gemm_out's loop). */
-CLCONV_INLINE void gemm_block(const __global VACC* up, const __global GACC* vp, const int cig, VACC acc[TM][NV])
+inline void gemm_block(const __global VACC* up, const __global GACC* vp, const int cig, VACC acc[TM][NV])
 {
 #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -671,7 +671,7 @@ __kernel void wino_gemm(
 
 /* The MT x MT outputs of one tile (yy: VW channels per vector) as rows of MT outputs per
  * channel: st[e * MT + r] = output row r of channel e. */
-CLCONV_INLINE void stage_tile(const VACC* yy, VMT* st)
+inline void stage_tile(const VACC* yy, VMT* st)
 {
 #pragma unroll
     for (int r = 0; r < MT; ++r) {
@@ -697,7 +697,7 @@ CLCONV_INLINE void stage_tile(const VACC* yy, VMT* st)
 
 /* One staged row of MT outputs at p: a streaming store where p is aligned to its size (a
  * hint: the same value is stored either way), a plain one elsewhere. */
-CLCONV_INLINE void stream_row(const VMT v, __global float* p)
+inline void stream_row(const VMT v, __global float* p)
 {
 #if defined(__clang__)
     if (((size_t)p & (sizeof(VMT) - 1)) == 0) {
@@ -720,7 +720,7 @@ CLCONV_INLINE void stream_row(const VMT v, __global float* p)
     const int n0, const int th0, const int nth, const int TW, const int count, const int DH,        \
     const int DW
 /* kernels take them restrict; the helpers (out_tile, out_block, inline_epilogue) plain: see
- * CLCONV_INLINE in common.h */
+ * CLCONV_INLINE in common.h (inlined, a restrict parameter breaks Oclgrind) */
 #define OUT_PARAMS OUT_PARAMS_R(restrict)
 #define OUT_HPARAMS OUT_PARAMS_R()
 #define OUT_ARGS x, x_off, w, w_off, bias, b_off, y, y_off, C_in, C_out, cig, cog, CPg, CPT, IH, IW, \
@@ -738,7 +738,7 @@ CLCONV_INLINE void stream_row(const VMT v, __global float* p)
  * OUT_STREAM), a non-finite tile recomputed directly. Image n0 + nl of the chunk is phase image q:
  * output (i, j) of its tiles goes to y[n][co][pa + DH*i][pb + DW*j] (DH = DW = 1: the image
  * itself), and only where that is inside the OH x OW output (batch-to-space, cropped). */
-CLCONV_INLINE void out_tile(const VACC* mm, const int t, const int i, const int g, const int cl0, const int lanes,
+inline void out_tile(const VACC* mm, const int t, const int i, const int g, const int cl0, const int lanes,
                      const VACC bv, OUT_HPARAMS STAGE_PARAMS)
 {
 #define VTMP VACC
@@ -854,7 +854,7 @@ CLCONV_INLINE void out_tile(const VACC* mm, const int t, const int i, const int 
     int stage_at[TM]; /* a staged tile's first output (an index into y), or -1 */                \
     _Pragma("unroll") for (int i_ = 0; i_ < TM; ++i_) stage_at[i_] = -1
 /* the staged rows, channel by channel, row by row, tile fastest */
-CLCONV_INLINE void out_flush(const VMT* stage, const int* stage_at, __global float* y, const int OH, const int OW,
+inline void out_flush(const VMT* stage, const int* stage_at, __global float* y, const int OH, const int OW,
                       const int DH)
 {
     const int plane = OH * OW, rs = DH * OW;
@@ -911,7 +911,7 @@ __kernel void output_transform(__global const GACC* restrict m, const int m_off,
  * tile blocks share U's panels of one cb (A2 * cig * TN values) in cache. */
 /* The outputs of the block of M that a fused work-item holds (mb[xi][tile][vector]): channel vector
  * after channel vector, tile after tile, as output_transform does. */
-CLCONV_INLINE void out_block(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
+inline void out_block(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
 {
     for (int j = 0; j < NV; ++j) {
         const int cl0 = cb * TN + j * VW; /* within group g */
@@ -1032,7 +1032,7 @@ __kernel void wino_gemm_out(
     const __global GACC* vb = v + v_off + (tb * (CPT / CPg) + g) * cig * A2 * TM
 
 /* the end of both: M scaled by G's row factors, transformed into outputs */
-CLCONV_INLINE void inline_epilogue(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
+inline void inline_epilogue(VACC mb[A2][TM][NV], const int tb, const int cb, const int g, OUT_HPARAMS)
 {
 #pragma unroll
     for (int xi = 0; xi < A2; ++xi) {
