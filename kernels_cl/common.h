@@ -10,14 +10,15 @@
 #ifndef CLCONV_COMMON_H
 #define CLCONV_COMMON_H
 
-/* The helpers of common.h, gemm.h, im2col.cl and depthwise.cl are CLCONV_INLINE. pip's PoCL 3.0
+/* The helpers of common.h, gemm.h, im2col.cl and depthwise.cl (and any the direct kernels get)
+ * are CLCONV_INLINE (tests/host/test_opencl_runtime.py: FORCED_INLINE). pip's PoCL 3.0
  * (LLVM 14) keeps large `inline` functions as calls: its im2col GEMM called gemm_tile_range with
  * the accumulators in memory (256-bit halves, spilled) and ran at half the speed of PoCL 3.1's
  * build, which inlines it (benchmarks/RESULTS.md, "pip's PoCL 3.0"). winograd.cl's and fft.cl's
  * stay plain `inline`, the compiler's choice: forcing them made their programs 15-40% slower to
  * build (CI 25 -> 30 min) for no measured speed (their calls left are once per tile or output).
- * No helper's pointer parameters are `restrict` (the
- * kernels' are): inlining a function with restrict parameters makes LLVM emit
+ * No helper's pointer parameters are `restrict` (the kernels' are): inlining a function with
+ * restrict parameters makes LLVM emit
  * llvm.experimental.noalias.scope.decl, which Oclgrind cannot run ("Undefined external
  * function"); the kernel's own restrict arguments give the inlined code the same facts. */
 #define CLCONV_INLINE inline __attribute__((always_inline))

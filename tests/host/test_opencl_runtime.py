@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -34,8 +35,6 @@ def test_kernel_helpers_are_always_inlined():
     always_inline): pip's PoCL 3.0 (LLVM 14) keeps a plain ``inline`` function as large as the
     GEMM tile as a call, with its accumulators in memory, and im2col's GEMM ran at half speed
     there."""
-    import re
-
     plain = []
     for path in sorted(runtime.kernels_dir().iterdir()):
         if path.name in FORCED_INLINE:
@@ -52,8 +51,6 @@ def test_kernel_helpers_take_no_restrict_pointers():
     OUT_PARAMS; helpers take OUT_HPARAMS): inlined, such a function makes LLVM emit
     llvm.experimental.noalias.scope.decl, which Oclgrind cannot run, and every kernel built
     with it fails to load there."""
-    import re
-
     bad = []
     for path in sorted(runtime.kernels_dir().iterdir()):
         if path.suffix in (".cl", ".h"):
