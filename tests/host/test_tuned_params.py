@@ -391,6 +391,28 @@ def test_winograd_blocks_for_small_weights_on_pocl_cpus():
     assert winograd.pocl_cpu(pocl) and not winograd.pocl_cpu(DEVICES["avx512"])
 
 
+def test_winograd_inline_filters_for_few_tile_blocks_of_a_large_u():
+    """On PoCL's AVX-512 CPUs the GEMM transforms the filters itself where U (4x the weight) has
+    more than INLINE_U_BYTES and at most one of its 8-tile blocks per INLINE_BLOCK_U_BYTES of U
+    would read it: 512 channels (U 37.7 MB) up to 3 blocks (batch 6 at 7x7, 1 at 14x14), 256
+    channels at 14x14 (9.4 MB) one block only, so not with its 16 tiles; never F(2x2), never off
+    PoCL (the numbers: ``benchmarks/winograd_inline.py``, RESULTS.md)."""
+    import dataclasses
+
+    pocl = dataclasses.replace(DEVICES["avx512"], extra={**DEVICES["avx512"].extra, "platform_version": "OpenCL 3.0 PoCL 3.1"})
+    cases = [((1, 512, 7, 7), 512, True), ((4, 512, 7, 7), 512, True), ((6, 512, 7, 7), 512, True),
+             ((7, 512, 7, 7), 512, False), ((16, 512, 7, 7), 512, False), ((1, 512, 14, 14), 512, True),
+             ((2, 512, 14, 14), 512, False), ((1, 256, 14, 14), 256, False), ((1, 128, 7, 7), 128, False)]
+    for shape, cout, inline in cases:
+        spec = ConvSpec.from_shapes("conv", shape, (cout, shape[1], 3, 3), padding=1)
+        assert winograd.inlines_filters(spec, pocl, 4) == inline, shape
+        assert not winograd.inlines_filters(spec, pocl, 2) and not winograd.inlines_filters(spec, DEVICES["avx512"], 4)
+        if inline:
+            tile = winograd.inline_tiling(spec, pocl, 4)
+            assert tile.nv == 1 and tile.tm in (4, 8)
+            assert winograd.WinogradF4().variants(spec, pocl)[0] == winograd.tile_params(tile, winograd.default_group(pocl))
+
+
 def test_bad_winograd_params_are_refused():
     with pytest.raises(ConvValueError, match="params="):
         winograd.from_params({"tm": 6, "vw": 16, "nv": 2, "group": 8})

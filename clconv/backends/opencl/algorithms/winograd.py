@@ -779,7 +779,9 @@ def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
     weight packed in blocks (``filter_pack``), instead of reading U: ``CLCONV_WINOGRAD_INLINE``
     ``1`` / ``0`` forces it on / off (read when the kernel is made: its filter cache holds one
     form); by default (``auto``) on PoCL's CPU devices where U streams from memory every call
-    and few tile blocks share it."""
+    (more than :data:`INLINE_U_BYTES`) and few tile blocks would read it: one, or at most one per
+    :data:`INLINE_BLOCK_U_BYTES` of U (each block transforms the filters again, reading the
+    weight, a quarter of U's bytes)."""
     mode = runtime.env("CLCONV_WINOGRAD_INLINE", "auto")
     if mode in ("0", "1", "raw"):
         return mode != "0"
@@ -788,12 +790,22 @@ def inlines_filters(spec: ConvSpec, device: Device, mt: int) -> bool:
     if mt != 4 or not pocl_cpu(device):
         return False
     tile = inline_tiling(spec, device, mt)
-    return tile_grid(spec, mt)[2] <= tile.tm and make_plan(spec, device, mt, tile).u_bytes() > INLINE_U_BYTES
+    u_bytes = make_plan(spec, device, mt, tile).u_bytes()
+    tile_blocks = -(-tile_grid(spec, mt)[2] // tile.tm)
+    return u_bytes > INLINE_U_BYTES and tile_blocks <= max(1, u_bytes // INLINE_BLOCK_U_BYTES)
 
 
 #: :func:`inlines_filters` by default only where U has more bytes than this (it would not stay in
 #: cache from one call to the next).
 INLINE_U_BYTES = 4 * 2**20
+
+#: ... and with at most one tile block (of the inline kernel's, TM <= 8 tiles) per this many bytes
+#: of U. Measured (PoCL 3.1, AVX-512 Xeon, ms, U / inline, NumPy and device weights,
+#: ``python benchmarks/winograd_inline.py``): U 37.7 MB (512 channels) at 7x7 batch 3, 4, 6
+#: (2, 2, 3 blocks) 1.49 / 1.37 / 1.04x faster inline, batch 8 (4 blocks) 0.95-1.01x, 16
+#: 0.91-1.00x; at 14x14 batch 1 (VGG-16's last 3x3 layers, 2 blocks) 1.42x, batch 2 (4) 0.99-1.05x;
+#: U 9.4 MB (256 channels) at 14x14 batch 1 (2 blocks) 0.90-0.94x: one block only there.
+INLINE_BLOCK_U_BYTES = 12 * 2**20
 
 
 def reads_raw_weights(spec: ConvSpec, tile: Tiling) -> bool:
@@ -989,10 +1001,10 @@ class _Winograd(OpenCLAlgorithm):
             transforms += (tiles // p.tile.tm) * p.cpt * p.cig * (3.0 + alpha) * alpha
         xp = ps.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
         staged = (xp + a2 * tiles * (spec.in_channels + p.cpt)) * p.item
-        # the kernels read U (or the packed weight), not the weight (a cached weight is not even
-        # uploaded)
+        # the kernels read U (or the packed weight, once per tile block), not the weight (a cached
+        # weight is not even uploaded)
         strided = spec.dilation[1]
-        prepared = p.packed_bytes() if inline else p.u_bytes()
+        prepared = p.packed_bytes() * (tiles // p.tile.tm) if inline else p.u_bytes()
         bytes_ = strided * (spec.nbytes("input") + spec.nbytes("output")) + prepared + staged
         # vectors run along the output channels, blocks of TM rows along the tiles
         # (the inline kernel's few tiles read their transformed filters from L1, not memory: no
