@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -47,7 +48,9 @@ def main(doc: str, var: str, values: tuple[str, str], labels: tuple[str, str], l
          rounds: int = 15, constant_weights: bool = False,
          extra: Callable[[argparse.ArgumentParser], None] | None = None,
          setup: Callable[[argparse.Namespace], None] | None = None) -> int:
-    """Parse ``--rounds --device --layers --algorithms`` (and what ``extra`` adds), call
+    """Parse ``--rounds --device --layers --algorithms`` (a layer: a suite layer's name, or
+    ``HxWxC:N`` for a 3x3 conv2d with padding 1, C channels in and out and batch N; and what
+    ``extra`` adds), call
     ``setup(args)``, then print a Markdown row per layer and algorithm: the medians in ms with
     ``var`` set to each of ``values`` (named ``labels``) and their ratio."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -70,12 +73,24 @@ def main(doc: str, var: str, values: tuple[str, str], labels: tuple[str, str], l
     print(f"| layer | algorithm | {a} ms | {b} ms | {a} / {b} |")
     print("|---|---|---|---|---|")
     for name in args.layers.split(","):
-        layer = suite[name]
-        spec = layer.spec()
-        arrays = layer_arrays(spec)
+        shape = re.fullmatch(r"(\d+)x(\d+)x(\d+):(\d+)", name)
+        if shape:  # HxWxC:N, a 3x3 conv2d with padding 1, C channels in and out, batch N
+            h, w, c, n = (int(v) for v in shape.groups())
+            rng = np.random.default_rng(0)
+            arrays = (rng.standard_normal((n, c, h, w), dtype=np.float32),
+                      (rng.standard_normal((c, c, 3, 3)) / (3 * c**0.5)).astype(np.float32),
+                      rng.standard_normal(c, dtype=np.float32))
+            fn, params = "conv2d", {"padding": 1}
+        elif name in suite:
+            layer = suite[name]
+            spec = layer.spec()
+            arrays = layer_arrays(spec)
+            fn, params = layer.fn, _fn_params(layer, spec)
+        else:
+            raise SystemExit(f"--layers: {name!r} is neither a suite layer nor HxWxC:N")
         for alg in args.algorithms.split(","):
-            plan = api.plan(layer.fn, *arrays, backend="opencl", device=args.device, algorithm=alg,
-                            constant_weights=constant_weights, **_fn_params(layer, spec))
+            plan = api.plan(fn, *arrays, backend="opencl", device=args.device, algorithm=alg,
+                            constant_weights=constant_weights, **params)
             ta, tb = compare(plan, arrays, var, values, args.rounds)
             print(f"| {name} | {alg} | {ta:.3f} | {tb:.3f} | {ta / tb:.2f}x |", flush=True)
     return 0

@@ -791,15 +791,32 @@ def test_fused_gemm_and_output_transform_match_the_separate_kernels(cl_device, v
 
 
 def test_fuses_output_by_device_and_switch(cl_device, monkeypatch):
-    """Fused by default on PoCL's CPU devices only; CLCONV_WINOGRAD_FUSED forces it on or off and
-    names itself when set to anything else."""
+    """Fused by default on PoCL's CPU devices only, and there only for a transformed weight of
+    at most FUSED_U_BYTES (a 512-channel layer's separate GEMM and output transform, by default,
+    with the fused kernel's bits); CLCONV_WINOGRAD_FUSED forces it on or off and names itself
+    when set to anything else."""
     from clconv.errors import ConvValueError
 
     extra = cl_device.extra or {}
     pocl = cl_device.kind == "cpu" and "pocl" in str(extra.get("platform_version", "")).lower()
     assert winograd.fuses_output(cl_device) == pocl
+    assert winograd.fuses_output(cl_device, winograd.FUSED_U_BYTES) == pocl
+    assert not winograd.fuses_output(cl_device, winograd.FUSED_U_BYTES + 1)
+    if pocl:  # 32 tiles: four blocks, not the filter-transforming GEMM; U 37.7 MB
+        spec = _spec((8, 512, 8, 8), (512, 512, 3, 3), padding=1)
+        x, w, b = _arrays(spec, scale=0.02)
+        names = _record_launches(monkeypatch)
+        kernel = _kernel("f4", spec, cl_device)
+        assert not kernel.inline and kernel.plan.u_bytes() > winograd.FUSED_U_BYTES
+        y = kernel(x, w, b)
+        assert "wino_gemm" in names and "output_transform" in names and "wino_gemm_out" not in names, names
+        monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "1")
+        names.clear()
+        assert _kernel("f4", spec, cl_device)(x, w, b).tobytes() == y.tobytes()
+        assert "wino_gemm_out" in names, names
+        check_result(spec, "winograd", x, w, b, y)
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "1")
-    assert winograd.fuses_output(cl_device)
+    assert winograd.fuses_output(cl_device) and winograd.fuses_output(cl_device, 2**40)
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "0")
     assert not winograd.fuses_output(cl_device)
     monkeypatch.setenv("CLCONV_WINOGRAD_FUSED", "yes")

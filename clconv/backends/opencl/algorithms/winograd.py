@@ -621,7 +621,7 @@ class WinogradKernel(CachedWeightKernel):
         slot = {name: object() for name in ("x", "x_off", "x_end", "y", "y_off")}
         b_args = self.buf(views["bias"][1]) if bias is not None else (None, np.int32(0))
         u, w_args = (None, w_args) if entry is None else (entry.u, self.buf(entry.w_dev))
-        plan = self._launches(direct, fuses_output(dev), slot["x"], slot["x_off"], slot["x_end"], u, w_args,
+        plan = self._launches(direct, fuses_output(dev, p.u_bytes()), slot["x"], slot["x_off"], slot["x_end"], u, w_args,
                               b_args, slot["y"], slot["y_off"], ws0)
         which = {id(v): k for k, v in slot.items()}
         sample = {"x": ws0, "y": ws0, "x_off": np.int32(0), "x_end": np.int32(0), "y_off": np.int32(0)}
@@ -693,7 +693,8 @@ class WinogradKernel(CachedWeightKernel):
         bias = self.buf(b) if b is not None else (None, np.int32(0))
         u, w_args = (None, self.buf(w)) if entry is None else (entry.u, self.buf(entry.w_dev))
         with self.algorithm.pool.hold(queue, self.plan.workspace_bytes()) as ws:
-            for name, gsize, lsize, args in self._launches(direct, fuses_output(self.device), x_buf, x_off, x_end,
+            fused = fuses_output(self.device, self.plan.u_bytes())
+            for name, gsize, lsize, args in self._launches(direct, fused, x_buf, x_off, x_end,
                                                          u, w_args, bias, *self.buf(y), ws):
                 runtime.launch(queue, prog, name, gsize, lsize, *args)
 
@@ -861,22 +862,36 @@ def inline_chunk(plan: Plan, device: Device, raw: bool = False) -> int:
     return kc
 
 
-def fuses_output(device: Device) -> bool:
+def fuses_output(device: Device, u_bytes: int = 0) -> bool:
     """Whether the GEMM transforms its own block of M into outputs (``wino_gemm_out``, one launch
     in place of ``wino_gemm`` + ``output_transform``): ``CLCONV_WINOGRAD_FUSED`` ``1`` / ``0``
     forces it on / off; by default (``auto``) on PoCL's CPU devices, where it was measured (a
     work-item's M block lives in private memory, 36 KiB for F(4x4): cache on a CPU, spilled
-    registers on a GPU). Measured (PoCL 3.1, AVX-512 Xeon, separate / fused, medians of 21
+    registers on a GPU), for a transformed weight U of at most :data:`FUSED_U_BYTES`.
+    Measured (PoCL 3.1, AVX-512 Xeon, separate / fused, medians of 21
     interleaved rounds, two runs, ``python benchmarks/winograd_fused.py``): F(2x2) ResNet-50 3x3
     at 56 1.35-1.47x, 28 1.09-1.21x, 14 1.02-1.04x, 7 0.93-0.95x, VGG 1.71-1.77x, DeepLab d=2
     1.55-1.57x; F(4x4) 1.05-1.07x, 1.03-1.04x, 0.98x, 1.02-1.05x, 1.08-1.10x, 0.98x (its GEMM
     was already the larger part; the gain is mostly a launch and M's round trip)."""
     mode = runtime.env("CLCONV_WINOGRAD_FUSED", "auto")
     if mode == "auto":
-        return pocl_cpu(device)
+        return pocl_cpu(device) and u_bytes <= FUSED_U_BYTES
     if mode in ("0", "1"):
         return mode == "1"
     raise ConvValueError(f"CLCONV_WINOGRAD_FUSED={mode!r}: give auto, 0 or 1")
+
+
+#: :func:`fuses_output` by default only where U has at most this many bytes. The fused kernel's
+#: work-items each stream their channel block's U panels for one block of tiles; the separate
+#: GEMM runs a work-group of 8 tile blocks against each panel, which then comes from cache.
+#: With U past the caches that wins: measured (AVX-512 Xeon, F(4x4), constant weights,
+#: ``python benchmarks/winograd_fused.py --algorithms winograd-f4x4-3x3 --layers
+#: 14x14x512:2,...``), U 37.7 MB (512 channels; 14x14 batch 2 and 4, 28x28 batch 1 and 2, 7x7
+#: batch 8 and 16) 1.32-1.44x faster separate on PoCL 3.1, 1.33-1.57x on pip's PoCL 3.0; U 9.4
+#: MB (256 channels; 14x14 batch 1-8, 28x28, 56x56) 0.93-1.06x and 0.92-1.12x; U 2.4 MB at 56x56
+#: 0.93x: those stay fused. (Where the GEMM transforms the filters itself, :func:`inlines_filters`,
+#: neither runs: 7x7 batch 1-6 and 14x14x512 batch 1 are faster that way still.)
+FUSED_U_BYTES = 16 * 2**20
 
 
 #: Replayed calls kept per Winograd kernel (one per weight and bias objects and values of the
