@@ -44,6 +44,21 @@ def compare(plan: Callable[..., Any], args: tuple, var: str, values: tuple[str, 
         os.environ.pop(var, None)
 
 
+def parse_shape(name: str) -> tuple[int, int, int, int] | None:
+    """(H, W, C, N) of a layer named ``HxWxC:N`` (a 3x3 conv2d with padding 1, C channels in and
+    out, batch N), or None for any other name."""
+    m = re.fullmatch(r"(\d+)x(\d+)x(\d+):(\d+)", name)
+    return None if m is None else tuple(int(v) for v in m.groups())  # type: ignore[return-value]
+
+
+def shape_arrays(h: int, w: int, c: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float32 input, weight (scaled so outputs stay near unit size) and bias of that layer."""
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((n, c, h, w), dtype=np.float32),
+            (rng.standard_normal((c, c, 3, 3)) / (3 * c**0.5)).astype(np.float32),
+            rng.standard_normal(c, dtype=np.float32))
+
+
 def main(doc: str, var: str, values: tuple[str, str], labels: tuple[str, str], layers: str, algorithms: str,
          rounds: int = 15, constant_weights: bool = False,
          extra: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -73,13 +88,9 @@ def main(doc: str, var: str, values: tuple[str, str], labels: tuple[str, str], l
     print(f"| layer | algorithm | {a} ms | {b} ms | {a} / {b} |")
     print("|---|---|---|---|---|")
     for name in args.layers.split(","):
-        shape = re.fullmatch(r"(\d+)x(\d+)x(\d+):(\d+)", name)
-        if shape:  # HxWxC:N, a 3x3 conv2d with padding 1, C channels in and out, batch N
-            h, w, c, n = (int(v) for v in shape.groups())
-            rng = np.random.default_rng(0)
-            arrays = (rng.standard_normal((n, c, h, w), dtype=np.float32),
-                      (rng.standard_normal((c, c, 3, 3)) / (3 * c**0.5)).astype(np.float32),
-                      rng.standard_normal(c, dtype=np.float32))
+        shape = parse_shape(name)
+        if shape:  # a 3x3 conv2d with padding 1
+            arrays = shape_arrays(*shape)
             fn, params = "conv2d", {"padding": 1}
         elif name in suite:
             layer = suite[name]

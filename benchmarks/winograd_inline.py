@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+import env_ab
+
 DEFAULT = ("7x7x512:1,7x7x512:2,7x7x512:3,7x7x512:4,7x7x512:6,7x7x512:8,7x7x512:16,"
            "14x14x512:1,14x14x512:2,14x14x512:4,14x14x256:1,14x14x256:2,28x28x512:1")
 
@@ -49,14 +51,12 @@ def main() -> int:
         ap.error(f"--device {args.device!r}: not an OpenCL device here (see `clconv devices`)")
     print("| shape | batch | weight | im2col | F(4x4) U | F(4x4) inline | auto picks | U / inline | im2col / auto |")
     print("|---|---|---|---|---|---|---|---|---|")
-    rng = np.random.default_rng(0)
     for item in args.shapes.split(","):
-        dims, batch = item.split(":")
-        h, w_, c = (int(v) for v in dims.split("x"))
-        n = int(batch)
-        x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
-        w = (rng.standard_normal((c, c, 3, 3), dtype=np.float32) * (1.0 / (3 * c**0.5))).astype(np.float32)
-        b = rng.standard_normal(c, dtype=np.float32)
+        shape = env_ab.parse_shape(item)
+        if shape is None:
+            ap.error(f"--shapes: {item!r} is not HxWxC:N")
+        h, w_, c, n = shape
+        x, w, b = env_ab.shape_arrays(*shape)
         wd = cl_array.to_device(dev.queue, w)
         im2col = api.plan("conv2d", x, w, b, backend="opencl", device=args.device, algorithm="im2col", padding=1)
         f4 = api.plan("conv2d", x, w, b, backend="opencl", device=args.device, algorithm="winograd-f4x4-3x3",

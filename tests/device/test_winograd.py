@@ -1062,8 +1062,8 @@ def test_inline_weights_read_in_place_or_cached(cl_device, variant, cin, cout, m
 def test_inlines_filters_by_spec_device_and_switch(cl_device, monkeypatch):
     """By default only F(4x4) on PoCL's CPU devices, where U would not stay in cache and few tile
     blocks would read it (ResNet-50's 3x3 layer at 7x7, not at 56x56, not batch 16; the rule's
-    cases: tests/host/test_tuned_params.py); CLCONV_WINOGRAD_INLINE forces it and names itself when set to anything else. KC fits
-    the device's local memory."""
+    cases: tests/host/test_tuned_params.py); CLCONV_WINOGRAD_INLINE forces it and names itself
+    when set to anything else. KC fits the device's local memory."""
     from clconv.errors import ConvValueError
 
     extra = cl_device.extra or {}

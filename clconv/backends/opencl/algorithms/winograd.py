@@ -621,7 +621,7 @@ class WinogradKernel(CachedWeightKernel):
         slot = {name: object() for name in ("x", "x_off", "x_end", "y", "y_off")}
         b_args = self.buf(views["bias"][1]) if bias is not None else (None, np.int32(0))
         u, w_args = (None, w_args) if entry is None else (entry.u, self.buf(entry.w_dev))
-        plan = self._launches(direct, fuses_output(dev, p.u_bytes()), slot["x"], slot["x_off"], slot["x_end"], u, w_args,
+        plan = self._launches(direct, slot["x"], slot["x_off"], slot["x_end"], u, w_args,
                               b_args, slot["y"], slot["y_off"], ws0)
         which = {id(v): k for k, v in slot.items()}
         sample = {"x": ws0, "y": ws0, "x_off": np.int32(0), "x_end": np.int32(0), "y_off": np.int32(0)}
@@ -693,12 +693,11 @@ class WinogradKernel(CachedWeightKernel):
         bias = self.buf(b) if b is not None else (None, np.int32(0))
         u, w_args = (None, self.buf(w)) if entry is None else (entry.u, self.buf(entry.w_dev))
         with self.algorithm.pool.hold(queue, self.plan.workspace_bytes()) as ws:
-            fused = fuses_output(self.device, self.plan.u_bytes())
-            for name, gsize, lsize, args in self._launches(direct, fused, x_buf, x_off, x_end,
+            for name, gsize, lsize, args in self._launches(direct, x_buf, x_off, x_end,
                                                          u, w_args, bias, *self.buf(y), ws):
                 runtime.launch(queue, prog, name, gsize, lsize, *args)
 
-    def _launches(self, direct: bool, fused: bool, x_buf: Any, x_off: Any, x_end: Any, u: Any,
+    def _launches(self, direct: bool, x_buf: Any, x_off: Any, x_end: Any, u: Any,
                   w_args: tuple[Any, Any], bias: tuple[Any, Any], y_buf: Any, y_off: Any,
                   ws: Any) -> list[tuple[str, tuple, tuple, tuple]]:
         """(kernel name, global size, local size, arguments) of every launch of a call, in order
@@ -707,6 +706,7 @@ class WinogradKernel(CachedWeightKernel):
         index past x's last, which the direct input transform's loads stay below)."""
         s = self.spec
         p = self.plan
+        fused = fuses_output(self.device, p.u_bytes())
         tile = p.tile
         i32 = np.int32
         out: list[tuple[str, tuple, tuple, tuple]] = []
@@ -1012,14 +1012,15 @@ class _Winograd(OpenCLAlgorithm):
         # B^T d B: 2*alpha 1-D transforms of ~2*alpha FLOPs per tile and input channel;
         # A^T M A: (alpha + mt) 1-D transforms of ~2*alpha FLOPs per tile and output channel
         transforms = tiles * (4.0 * alpha * alpha * spec.in_channels + 2.0 * (alpha + mt) * alpha * p.cpt)
+        tile_blocks = tiles // p.tile.tm
         if inline:  # G g G^T in every tile block: (3 + alpha) 1-D transforms of ~alpha FLOPs
-            transforms += (tiles // p.tile.tm) * p.cpt * p.cig * (3.0 + alpha) * alpha
+            transforms += tile_blocks * p.cpt * p.cig * (3.0 + alpha) * alpha
         xp = ps.batch * spec.in_channels * (p.th * mt + 2) * p.xpw
         staged = (xp + a2 * tiles * (spec.in_channels + p.cpt)) * p.item
         # the kernels read U (or the packed weight, once per tile block), not the weight (a cached
         # weight is not even uploaded)
         strided = spec.dilation[1]
-        prepared = p.packed_bytes() * (tiles // p.tile.tm) if inline else p.u_bytes()
+        prepared = p.packed_bytes() * tile_blocks if inline else p.u_bytes()
         bytes_ = strided * (spec.nbytes("input") + spec.nbytes("output")) + prepared + staged
         # vectors run along the output channels, blocks of TM rows along the tiles
         # (the inline kernel's few tiles read their transformed filters from L1, not memory: no
